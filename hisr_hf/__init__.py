@@ -1,0 +1,28 @@
+"""hisr_hf: hierarchical text classification with HiSR for Hugging Face Transformers."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+from .configuration_hisr import HiSRConfig
+from .hierarchy import LabelHierarchy
+from .loss import hisr_loss, node_loss
+from .modeling_hisr import BertForHierarchicalClassification, HierarchicalClassifierOutput, HierarchyGCN
+
+__version__ = "0.1.0"
+
+AutoConfig.register(HiSRConfig.model_type, HiSRConfig, exist_ok=True)
+AutoModel.register(HiSRConfig, BertForHierarchicalClassification, exist_ok=True)
+AutoModelForSequenceClassification.register(HiSRConfig, BertForHierarchicalClassification, exist_ok=True)
+# Saving copies the configuration, modeling, hierarchy and loss files next to the weights, so the checkpoint
+# loads with `trust_remote_code=True` where hisr_hf is not installed.
+HiSRConfig.register_for_auto_class()
+BertForHierarchicalClassification.register_for_auto_class("AutoModel")
+
+__all__ = [
+    "BertForHierarchicalClassification",
+    "HiSRConfig",
+    "HierarchicalClassifierOutput",
+    "HierarchyGCN",
+    "LabelHierarchy",
+    "hisr_loss",
+    "node_loss",
+]
