@@ -17,6 +17,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_hisr import HiSRConfig
 from .hierarchy import LabelHierarchy
+from .decoding import LabelPathPrediction, decode_label_paths
 from .loss import hisr_loss_from_sequences, node_loss
 
 
@@ -198,6 +199,49 @@ class BertForHierarchicalClassification(HiSRPreTrainedModel):
     @property
     def hierarchy(self) -> LabelHierarchy:
         return self.config.get_hierarchy()
+
+    @torch.no_grad()
+    def predict_label_paths(
+        self,
+        texts: str | list[str],
+        tokenizer,
+        threshold: float = 0.5,
+        strategy: str = "consistent",
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> list[LabelPathPrediction]:
+        """Predict consistent label paths for raw texts.
+
+        Args:
+            texts (`str` or `list[str]`): documents.
+            tokenizer: the checkpoint's tokenizer (`AutoTokenizer.from_pretrained(...)`).
+            threshold (`float`, defaults to 0.5): probability above which a label is a candidate.
+            strategy (`str`, defaults to `"consistent"`): `"consistent"` (a label only with all of its ancestors,
+                multi-path) or `"top_down"` (greedy single path that stops where the best child falls under the
+                threshold). See `hisr_hf.decoding.decode_label_paths`.
+
+        Example:
+
+        ```python
+        >>> predictions = model.predict_label_paths(["new GPU drivers for linux"], tokenizer)  # doctest: +SKIP
+        >>> predictions[0].paths  # doctest: +SKIP
+        [['comp', 'comp.os', 'comp.os.ms-windows.misc']]
+        ```
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        was_training = self.training
+        self.eval()
+        hierarchy = self.hierarchy
+        results: list[LabelPathPrediction] = []
+        for start in range(0, len(texts), batch_size):
+            batch = tokenizer(
+                texts[start : start + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            ).to(self.device)
+            probs = torch.sigmoid(self(**batch).logits.float())
+            results.extend(decode_label_paths(probs, hierarchy, threshold=threshold, strategy=strategy))
+        self.train(was_training)
+        return results
 
     def forward(
         self,
