@@ -1,0 +1,827 @@
+"""Data loading for hierarchical text classification: raw files, the label hierarchy, tokenisation, collation.
+
+The flow mirrors the Transformers text-classification examples:
+
+```python
+>>> raw = load_raw_datasets(train_file="train.jsonl", validation_file="dev.jsonl")
+>>> text_column, label_column = resolve_columns(raw["train"].column_names)
+>>> hierarchy = build_hierarchy("wos.taxonomy")  # or build_hierarchy(label_lists=raw["train"][label_column])
+>>> prepared = prepare_datasets(raw, tokenizer, hierarchy, text_column, label_column)
+>>> collator = DataCollatorForHierarchicalClassification(tokenizer)
+```
+
+Accepted inputs
+    Files are JSON lines (`.json`, `.jsonl`; one object per line, blank lines skipped), CSV (`.csv`, with a
+    header row) or a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`. A Hub dataset is
+    read with `datasets.load_dataset`. Texts are strings (a list of tokens is joined with spaces). A document's
+    labels are a list of label names, or one string that is
+
+    - a label name (`"cs.ai"`),
+    - a path `"a/b/c"` (`sep`, the full path if the hierarchy has it as a label, else its segments),
+    - a JSON list (`'["a", "b"]'`) or a Python list literal (`"['a', 'b']"`, what `pandas.to_csv` writes),
+    - names separated by `;` or `|` (`"a;b"`, `"a | b"`),
+
+    which is how a CSV label column holds several labels. Lists may be leaf-only or ancestor-closed: the
+    labels are closed under the hierarchy either way.
+
+Nothing is dropped silently: malformed lines, missing columns, empty texts, documents without labels and
+labels that are not in the hierarchy raise a `ValueError` that names the file, line, split, rows or labels.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase
+from transformers.utils import logging
+
+from .hierarchy import ROOT, LabelHierarchy
+
+logger = logging.get_logger(__name__)
+
+TEXT_COLUMN_CANDIDATES = ("text", "token", "doc_token")
+LABEL_COLUMN_CANDIDATES = ("labels", "label", "doc_label")
+
+SPLITS = ("train", "validation", "test")
+# Other names the same splits go by, in Hub datasets and in DatasetDict folders.
+_SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "dev", "valid", "eval"), "test": ("test",)}
+_JSON_SUFFIXES = (".json", ".jsonl")
+_CSV_SUFFIXES = (".csv",)
+_UNKNOWN_LABEL_MODES = ("error", "drop")
+_MULTI_LABEL_SEPARATORS = re.compile(r"[;|]")
+_SHOWN = 5  # how many rows / labels an error message lists
+_LABEL_IDS_COLUMN = "__hisr_label_ids"
+
+
+# ---------------------------------------------------------------------------------------------- raw data
+def load_raw_datasets(
+    train_file: str | os.PathLike | None = None,
+    validation_file: str | os.PathLike | None = None,
+    test_file: str | os.PathLike | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    cache_dir: str | None = None,
+) -> datasets.DatasetDict:
+    """Load the raw splits from files or from a Hub dataset.
+
+    Args:
+        train_file, validation_file, test_file (`str`, *optional*):
+            JSON lines (`.json`/`.jsonl`), CSV (`.csv`) or a `save_to_disk` folder. A `DatasetDict` folder
+            contributes its split of the same name (`validation` also answers to `dev`, `valid`, `eval`), or its
+            only split.
+        dataset_name (`str`, *optional*):
+            A dataset for `datasets.load_dataset`. Its `train`, `validation` (or `dev`/`valid`) and `test`
+            splits are kept; a file given as well replaces the Hub split of the same name.
+        dataset_config_name (`str`, *optional*): The Hub dataset's configuration.
+        cache_dir (`str`, *optional*): Where `datasets` caches what it builds.
+
+    Returns:
+        `datasets.DatasetDict` with the splits `"train"`, `"validation"`, `"test"` that were given, in that order.
+
+    Raises:
+        `FileNotFoundError` for a path that does not exist; `ValueError` for an unknown file type, a malformed
+        JSON line (`train.jsonl:17: invalid JSON (...)`) or a column that changes type between lines.
+
+    Example:
+
+    ```python
+    >>> raw = load_raw_datasets(train_file="data/wos1k/train.jsonl", validation_file="data/wos1k/dev.jsonl")
+    >>> list(raw)
+    ['train', 'validation']
+    ```
+    """
+    files = {"train": train_file, "validation": validation_file, "test": test_file}
+    if dataset_name is None and all(path is None for path in files.values()):
+        raise ValueError("No data: give --dataset_name or at least one of --train_file, --validation_file, --test_file.")
+    loaded: dict[str, datasets.Dataset] = {}
+    if dataset_name is not None:
+        hub = datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir)
+        if isinstance(hub, datasets.Dataset):
+            hub = datasets.DatasetDict({"train": hub})
+        for split in SPLITS:
+            name = next((alias for alias in _SPLIT_ALIASES[split] if alias in hub), None)
+            if name is not None:
+                loaded[split] = hub[name]
+        ignored = sorted(set(hub) - {alias for split in SPLITS for alias in _SPLIT_ALIASES[split]})
+        if ignored:
+            logger.info("Ignoring split(s) %s of %s: only train, validation and test are used.", ignored, dataset_name)
+        if not loaded:
+            raise ValueError(f"{dataset_name} has the splits {sorted(hub)}; expected train, validation (or dev) or test.")
+    for split, path in files.items():
+        if path is None:
+            continue
+        if split in loaded:
+            logger.info("The %s split comes from %s instead of %s.", split, path, dataset_name)
+        loaded[split] = _load_split(split, os.fspath(path), cache_dir)
+    return datasets.DatasetDict({split: loaded[split] for split in SPLITS if split in loaded})
+
+
+def _load_split(split: str, path: str, cache_dir: str | None) -> datasets.Dataset:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"The {split} file {path} does not exist.")
+    if os.path.isdir(path):
+        return _load_from_disk(split, path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix in _JSON_SUFFIXES:
+        check_json_lines(path)
+        return datasets.Dataset.from_json(path, cache_dir=cache_dir)
+    if suffix in _CSV_SUFFIXES:
+        try:
+            # Only an empty cell is missing: "NA" or "null" are kept as text (pandas would turn them into NaN).
+            return datasets.Dataset.from_csv(path, cache_dir=cache_dir, keep_default_na=False, na_values=[""])
+        except Exception as error:  # pandas / pyarrow parser errors name the line but not the file
+            raise ValueError(f"{path}: could not read the CSV file: {error}") from error
+    raise ValueError(
+        f"The {split} file {path} has the extension {suffix or '(none)'!r}; accepted are JSON lines "
+        f"({', '.join(_JSON_SUFFIXES)}), CSV ({', '.join(_CSV_SUFFIXES)}) or a folder written by save_to_disk."
+    )
+
+
+def _load_from_disk(split: str, path: str) -> datasets.Dataset:
+    try:
+        saved = datasets.load_from_disk(path)
+    except FileNotFoundError as error:
+        raise ValueError(f"The {split} folder {path} was not written by Dataset.save_to_disk: {error}") from error
+    if isinstance(saved, datasets.Dataset):
+        return saved
+    name = next((alias for alias in _SPLIT_ALIASES[split] if alias in saved), None)
+    if name is None and len(saved) == 1:
+        name = next(iter(saved))
+    if name is None:
+        raise ValueError(
+            f"The {split} folder {path} holds the splits {sorted(saved)} and none of them is {_SPLIT_ALIASES[split]}."
+        )
+    return saved[name]
+
+
+def check_json_lines(path: str | os.PathLike) -> int:
+    """Validate a JSON lines file before `datasets` parses it; returns the number of documents.
+
+    Every non-blank line must be one JSON object and a column must keep one JSON type over the file (a
+    string on one line and a list on another cannot be stored as one Arrow column).
+
+    Raises:
+        `ValueError` naming ``path:line``, e.g. ``train.jsonl:17: invalid JSON (Expecting ',' delimiter ...)``.
+    """
+    path = os.fspath(path)
+    first_kind: dict[str, tuple[str, int]] = {}
+    documents = 0
+    with open(path, "rb") as handle:
+        for number, raw_line in enumerate(handle, start=1):
+            try:
+                line = raw_line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise ValueError(f"{path}:{number}: not UTF-8 ({error}).") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(
+                    f"{path}:{number}: invalid JSON ({error.msg} at column {error.colno}): {line.strip()[:80]!r}"
+                ) from None
+            if not isinstance(record, dict):
+                raise ValueError(
+                    f"{path}:{number}: expected one JSON object per line (JSON lines), got a {_json_kind(record)}."
+                )
+            for key, value in record.items():
+                if value is None:
+                    continue
+                kind = _json_kind(value)
+                seen = first_kind.setdefault(key, (kind, number))
+                if seen[0] != kind:
+                    raise ValueError(
+                        f"{path}:{number}: column {key!r} holds a {kind} here but a {seen[0]} on line {seen[1]}; "
+                        "use one type per column (e.g. always a list of labels)."
+                    )
+            documents += 1
+    if documents == 0:
+        raise ValueError(f"{path} has no documents (expected one JSON object per line).")
+    return documents
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list"
+    return "object" if isinstance(value, dict) else type(value).__name__
+
+
+# ---------------------------------------------------------------------------------------------- columns
+def resolve_columns(
+    column_names: Sequence[str], text_column: str | None = None, label_column: str | None = None
+) -> tuple[str, str]:
+    """Pick the text and label columns.
+
+    Args:
+        column_names (`Sequence[str]`): The columns of the data.
+        text_column, label_column (`str`, *optional*):
+            Explicit names, which must exist. By default the first of `TEXT_COLUMN_CANDIDATES`
+            (`text`, `token`, `doc_token`) and of `LABEL_COLUMN_CANDIDATES` (`labels`, `label`, `doc_label`).
+
+    Returns:
+        `(text_column, label_column)`.
+
+    Example:
+
+    ```python
+    >>> resolve_columns(["doc_token", "doc_label"])
+    ('doc_token', 'doc_label')
+    ```
+    """
+    columns = list(column_names)
+    text = _resolve_column(columns, text_column, TEXT_COLUMN_CANDIDATES, "text")
+    label = _resolve_column(columns, label_column, LABEL_COLUMN_CANDIDATES, "label")
+    if text == label:
+        raise ValueError(f"The text and label columns are both {text!r}; give two different columns.")
+    return text, label
+
+
+def _resolve_column(columns: list[str], explicit: str | None, candidates: Sequence[str], role: str) -> str:
+    if explicit is not None:
+        if explicit not in columns:
+            raise ValueError(f"--{role}_column {explicit!r} is not a column of the data; the columns are {columns}.")
+        return explicit
+    for candidate in candidates:
+        if candidate in columns:
+            return candidate
+    raise ValueError(
+        f"No {role} column found: the data has the columns {columns}; expected one of {list(candidates)}, "
+        f"or name it with --{role}_column."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def parse_label_value(value: Any) -> list[str]:
+    """The label names in one document's raw label value, without a hierarchy (see the module docstring).
+
+    `None`, NaN and `""` give `[]`; a list gives its items; a string is read as a JSON or Python list literal
+    when it looks like one (`[...]`), else split on `;` and `|`. Numbers become strings. Paths (`a/b/c`) are
+    left whole.
+
+    Example:
+
+    ```python
+    >>> parse_label_value('["cs", "cs.ai"]'), parse_label_value("cs; cs.ai"), parse_label_value("Science/Physics")
+    (['cs', 'cs.ai'], ['cs', 'cs.ai'], ['Science/Physics'])
+    ```
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return []
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [name for item in value for name in _label_items(item)]
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("[") and text.endswith("]"):
+            parsed = _parse_list_literal(text)
+            if parsed is not None:
+                return [name for item in parsed for name in _label_items(item)]
+        return [part.strip() for part in _MULTI_LABEL_SEPARATORS.split(text) if part.strip()]
+    return _label_items(value)
+
+
+def _parse_list_literal(text: str) -> list | None:
+    for parse in (json.loads, ast.literal_eval):
+        try:
+            parsed = parse(text)
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(parsed, list):
+            return parsed
+    return None
+
+
+def _label_items(item: Any) -> list[str]:
+    if item is None or (isinstance(item, float) and math.isnan(item)):
+        return []
+    if isinstance(item, str):
+        return [item.strip()] if item.strip() else []
+    if isinstance(item, (bool, np.bool_)):
+        return [str(item)]
+    if isinstance(item, (int, np.integer)):
+        return [str(int(item))]
+    return [str(item)]  # anything else is reported as an unknown label by its text
+
+
+def normalise_labels(value: Any, hierarchy: LabelHierarchy, sep: str | None = "/") -> tuple[list[str], list[str]]:
+    """Map one document's raw label value onto the hierarchy.
+
+    Args:
+        value: A list of label names, a single string or path, a JSON list string or a `;`/`|`-separated string
+            (see the module docstring). Leaf-only and ancestor-closed lists are both fine.
+        hierarchy (`LabelHierarchy`): The labels to map onto.
+        sep (`str`, *optional*, defaults to `"/"`):
+            Separator of path strings. A path is its full string when the hierarchy has that label (hierarchies
+            built from paths name labels by their prefix), else its segments when every segment is a label and
+            each is an ancestor of the next. `None` or `""` turns path reading off.
+
+    Returns:
+        `(known, unknown)`: known label names (not yet ancestor-closed: use `hierarchy.close`) and the raw labels
+        that are not in the hierarchy, each in first-seen order without duplicates.
+
+    Example:
+
+    ```python
+    >>> h = LabelHierarchy.from_parents({"A": None, "A.x": "A"})
+    >>> normalise_labels("A/A.x", h), normalise_labels(["A.x", "Z"], h)
+    ((['A', 'A.x'], []), (['A.x'], ['Z']))
+    ```
+    """
+    if isinstance(value, str) and value.strip() in hierarchy:
+        items = [value.strip()]  # a label whose name holds ';', '|' or '[' stays whole
+    else:
+        items = parse_label_value(value)
+    known: dict[str, None] = {}
+    unknown: dict[str, None] = {}
+    for item in items:
+        found = _resolve_label(item, hierarchy, sep)
+        if found is None:
+            unknown[item] = None
+        else:
+            known.update(dict.fromkeys(found))
+    return list(known), list(unknown)
+
+
+def _resolve_label(item: str, hierarchy: LabelHierarchy, sep: str | None) -> list[str] | None:
+    if item in hierarchy:
+        return [item]
+    if not sep or sep not in item:
+        return None
+    segments = [segment.strip() for segment in item.split(sep)]
+    joined = sep.join(segments)
+    if joined in hierarchy:
+        return [joined]
+    if not all(segments) or not all(segment in hierarchy for segment in segments):
+        return None
+    # "CS/Cancer" names two labels of different branches: a data error, reported rather than guessed.
+    if any(upper not in hierarchy.ancestors(lower) for upper, lower in zip(segments, segments[1:])):
+        return None
+    return segments
+
+
+# ---------------------------------------------------------------------------------------------- hierarchy
+def build_hierarchy(
+    taxonomy_file: str | os.PathLike | None = None,
+    label_lists: Iterable[Any] | None = None,
+    sep: str | None = "/",
+) -> LabelHierarchy:
+    """The label hierarchy: read from a taxonomy file, or inferred from the training labels.
+
+    Args:
+        taxonomy_file (`str`, *optional*):
+            HiAGM format: `parent<TAB>child<TAB>...` per line, first line `Root<TAB>top-level labels`.
+        label_lists (`Iterable`, *optional*):
+            One raw label value per training document (see :func:`parse_label_value`); used without a taxonomy.
+        sep (`str`, *optional*, defaults to `"/"`): Path separator inside label strings.
+
+    Without a taxonomy the hierarchy is inferred, with a warning:
+
+    - if labels contain `sep`, the labels are paths (`LabelHierarchy.from_label_paths`), unless most documents
+      with such a label also carry a plain label that is not its prefix (WOS: `["Medical", "HIV/AIDS"]`), which
+      marks names that merely contain `sep`;
+    - otherwise they are ancestor-closed lists of names: `a` is an ancestor of `b` when every document with
+      `b` also has `a` and `a` has strictly more documents; `b`'s parent is its ancestor with the fewest
+      documents. Labels with exactly the same documents are ordered only when their names form a dotted
+      prefix chain (`alt` above `alt.atheism`); otherwise the data cannot tell them apart and a `ValueError`
+      asks for a taxonomy file.
+
+    Labels of inferred hierarchies are ordered by name, so the ids do not depend on the order of the
+    documents. Every returned hierarchy survives :func:`write_taxonomy` and `from_taxonomy_file` unchanged.
+
+    Example:
+
+    ```python
+    >>> build_hierarchy(label_lists=[["A", "A.x"], ["A", "A.y"], ["B"]]).labels
+    ['A', 'B', 'A.x', 'A.y']
+    ```
+    """
+    if taxonomy_file is not None:
+        if not os.path.isfile(taxonomy_file):
+            raise FileNotFoundError(f"The taxonomy file {os.fspath(taxonomy_file)} does not exist.")
+        return LabelHierarchy.from_taxonomy_file(taxonomy_file)
+    if label_lists is None:
+        raise ValueError("Give a --taxonomy_file or training labels to infer the hierarchy from.")
+    documents = [parse_label_value(value) for value in label_lists]
+    names = sorted({name for labels in documents for name in labels})
+    if not names:
+        raise ValueError(
+            f"The {len(documents)} training documents have no labels, so no hierarchy can be inferred; "
+            "give a --taxonomy_file."
+        )
+    if _looks_like_paths(documents, sep):
+        hierarchy = LabelHierarchy.from_label_paths(names, sep=sep)
+        how = f"label paths split on {sep!r}"
+    else:
+        hierarchy = _infer_from_cooccurrence(documents, names)
+        how = "which labels occur together (ancestor-closed label lists)"
+    hierarchy = _canonical(hierarchy)
+    logger.warning(
+        "No taxonomy file: inferred a hierarchy of %d labels (%d top-level, depth %d) from %s in %d training "
+        "documents. Check the written taxonomy, or pass --taxonomy_file to give it.",
+        hierarchy.num_labels,
+        len(hierarchy.children(None)),
+        hierarchy.max_depth,
+        how,
+        len(documents),
+    )
+    return hierarchy
+
+
+def _looks_like_paths(documents: list[list[str]], sep: str | None) -> bool:
+    """Whether labels containing ``sep`` are paths, rather than names that happen to contain it.
+
+    A name list such as WOS's ``["Medical", "HIV/AIDS"]`` pairs the label with a plain label that is not
+    its path prefix; path lists are leaf-only (``["Science/Physics"]``) or carry their own prefixes
+    (``["Science", "Science/Physics"]``). Paths win unless most documents with a separator look like names.
+    """
+    if not sep:
+        return False
+    with_sep = names_like = 0
+    for labels in documents:
+        paths = [label for label in labels if sep in label]
+        if not paths:
+            continue
+        with_sep += 1
+        plain = [label for label in labels if sep not in label]
+        if any(not any(path.startswith(label + sep) for path in paths) for label in plain):
+            names_like += 1
+    return with_sep > 0 and names_like * 2 <= with_sep
+
+
+def _infer_from_cooccurrence(documents: list[list[str]], names: list[str]) -> LabelHierarchy:
+    counts: Counter[str] = Counter()
+    common: dict[str, set[str]] = {}  # label -> labels present in every document that has it (itself included)
+    for labels in documents:
+        present = set(labels)
+        for label in present:
+            counts[label] += 1
+            common[label] = common[label] & present if label in common else set(present)
+
+    # Labels with the same documents: only a dotted name chain ("alt", "alt.atheism") orders them.
+    classes: dict[str, list[str]] = {}
+    ambiguous: list[list[str]] = []
+    for label in names:
+        if label in classes:
+            continue
+        same = sorted((a for a in common[label] if counts[a] == counts[label]), key=lambda a: (len(a), a))
+        if len(same) > 1 and not all(_is_name_prefix(upper, lower) for upper, lower in zip(same, same[1:])):
+            ambiguous.append(same)
+        for member in same:
+            classes[member] = same
+    if ambiguous:
+        shown = "; ".join(f"{group} (each in the same {counts[group[0]]} documents)" for group in ambiguous[:_SHOWN])
+        raise ValueError(
+            f"Cannot infer the hierarchy from the training labels: {len(ambiguous)} group(s) of labels always occur "
+            f"together, so none of them can be placed above the others: {shown}. Give the hierarchy with "
+            "--taxonomy_file (HiAGM format: one line 'parent<TAB>child<TAB>...' per parent, first line "
+            "'Root<TAB>top-level labels')."
+        )
+
+    parents: dict[str, str | None] = {}
+    for label in names:
+        chain = classes[label]
+        position = chain.index(label)
+        if position > 0:
+            parents[label] = chain[position - 1]
+            continue
+        above = [a for a in common[label] if counts[a] > counts[label]]
+        if not above:
+            parents[label] = None
+            continue
+        fewest = min(counts[a] for a in above)
+        nearest = {tuple(classes[a]) for a in above if counts[a] == fewest}
+        if len(nearest) > 1:
+            raise ValueError(
+                f"Cannot infer the parent of {label!r}: {sorted(chain[-1] for chain in nearest)} each occur in all "
+                f"of its {counts[label]} documents and in {fewest} documents in all. Give the hierarchy with "
+                "--taxonomy_file."
+            )
+        parents[label] = next(iter(nearest))[-1]  # the deepest label of a same-documents chain
+    return LabelHierarchy.from_parents(parents)
+
+
+def _is_name_prefix(upper: str, lower: str) -> bool:
+    return len(lower) > len(upper) and lower.startswith(upper) and not lower[len(upper)].isalnum()
+
+
+def _taxonomy_lines(hierarchy: LabelHierarchy) -> list[list[str]]:
+    """``[parent, child, ...]`` rows of the HiAGM file; parent rows ordered so that reading them back keeps ids."""
+    label2id = hierarchy.label2id
+    rows = [[label, *hierarchy.children(label)] for label in hierarchy.labels if hierarchy.children(label)]
+    # from_taxonomy_file numbers the labels of one depth in the order they first appear.
+    rows.sort(key=lambda row: min(label2id[child] for child in row[1:]))
+    return [[ROOT, *hierarchy.children(None)], *rows]
+
+
+def _from_lines(rows: list[list[str]]) -> LabelHierarchy:
+    """What `LabelHierarchy.from_taxonomy_file` builds from these rows."""
+    parents: dict[str, list[str]] = {}
+    for parent, *children in rows:
+        for child in children:
+            parents.setdefault(child, [])
+            if parent != ROOT:
+                parents[child].append(parent)
+    return LabelHierarchy.from_parents(parents)
+
+
+def _canonical(hierarchy: LabelHierarchy) -> LabelHierarchy:
+    """The same hierarchy with ids grouped by parent, the order a taxonomy file round trip keeps."""
+    return _from_lines(_taxonomy_lines(hierarchy))
+
+
+def write_taxonomy(hierarchy: LabelHierarchy, path: str | os.PathLike) -> None:
+    """Write ``hierarchy`` as a HiAGM taxonomy file that `LabelHierarchy.from_taxonomy_file` reads back.
+
+    First line `Root<TAB>top-level labels`, then one `parent<TAB>child<TAB>...` line per label with children.
+    Hierarchies from a taxonomy file or from :func:`build_hierarchy` read back equal, ids included; for others
+    the file holds the same labels and links, and a warning says when the ids would come back in another order.
+
+    Example:
+
+    ```python
+    >>> write_taxonomy(hierarchy, "out/hierarchy.taxonomy")
+    >>> LabelHierarchy.from_taxonomy_file("out/hierarchy.taxonomy") == hierarchy
+    True
+    ```
+    """
+    unwritable = [label for label in hierarchy.labels if label != label.strip() or re.search(r"[\t\r\n]", label)]
+    if unwritable:
+        raise ValueError(
+            f"Label(s) {unwritable[:_SHOWN]} contain a tab, a line break or outer spaces, which a taxonomy file "
+            "cannot hold."
+        )
+    rows = _taxonomy_lines(hierarchy)
+    directory = os.path.dirname(os.fspath(path))
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines("\t".join(row) + "\n" for row in rows)
+    if _from_lines(rows) != hierarchy:
+        logger.warning(
+            "%s holds the same labels and links, but reading it back numbers the labels in another order; "
+            "keep the model's config.json as the reference for label ids.",
+            os.fspath(path),
+        )
+
+
+# ---------------------------------------------------------------------------------------------- features
+def prepare_datasets(
+    raw: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    hierarchy: LabelHierarchy,
+    text_column: str | None = None,
+    label_column: str | None = None,
+    max_seq_length: int | None = 128,
+    unknown_labels: str = "error",
+    sep: str | None = "/",
+    num_proc: int | None = None,
+) -> datasets.DatasetDict:
+    """Validate every split, then tokenise it and encode its labels.
+
+    Args:
+        raw (`datasets.DatasetDict`): From :func:`load_raw_datasets`.
+        tokenizer (`PreTrainedTokenizerBase`): Texts are truncated, not padded (the collator pads per batch).
+        hierarchy (`LabelHierarchy`): Labels are mapped with :func:`normalise_labels` and ancestor-closed.
+        text_column, label_column (`str`, *optional*): See :func:`resolve_columns` (resolved on the first split).
+        max_seq_length (`int`, *optional*, defaults to 128):
+            Longest tokenised text; capped at `tokenizer.model_max_length`. `None` uses that maximum.
+        unknown_labels (`str`, *optional*, defaults to `"error"`):
+            `"error"` raises on labels that are not in the hierarchy; `"drop"` removes them with a warning.
+            A document whose labels are all unknown is an error in both modes.
+        sep (`str`, *optional*, defaults to `"/"`): Path separator inside label strings.
+        num_proc (`int`, *optional*): Processes for tokenisation.
+
+    Returns:
+        `datasets.DatasetDict` with, per split, `input_ids`, `attention_mask` (and `token_type_ids` when the
+        tokenizer makes them), `labels` (float32 multi-hot of length `hierarchy.num_labels`, ancestor-closed) and
+        `example_id` (the row in the raw split). A `test` split without the label column gets no `labels`.
+
+    Raises:
+        `ValueError` listing, per split, empty or missing texts, training documents without labels and unknown
+        labels (count of documents and distinct labels, a few of them, and the `--unknown_labels drop` option).
+    """
+    if unknown_labels not in _UNKNOWN_LABEL_MODES:
+        raise ValueError(f"unknown_labels must be one of {list(_UNKNOWN_LABEL_MODES)}, got {unknown_labels!r}.")
+    if len(raw) == 0:
+        raise ValueError("No splits to prepare.")
+    first = next(iter(raw.values()))
+    text_column, label_column = resolve_columns(first.column_names, text_column, label_column)
+    max_length = _max_length(tokenizer, max_seq_length)
+
+    problems: list[str] = []
+    label_ids: dict[str, list[list[int]] | None] = {}
+    for split, dataset in raw.items():
+        columns = dataset.column_names
+        if text_column not in columns:
+            problems.append(f"The {split} split has no text column {text_column!r}; its columns are {columns}.")
+            continue
+        problems.extend(_check_texts(split, dataset[text_column], text_column))
+        if label_column not in columns:
+            if split in ("train", "validation"):
+                problems.append(f"The {split} split has no label column {label_column!r}; its columns are {columns}.")
+            else:
+                logger.info("The %s split has no %r column: it gets no labels.", split, label_column)
+            label_ids[split] = None
+            continue
+        ids, split_problems = _encode_split_labels(split, dataset[label_column], hierarchy, unknown_labels, sep)
+        label_ids[split] = ids
+        problems.extend(split_problems)
+    if problems:
+        raise ValueError("Invalid data:\n- " + "\n- ".join(problems))
+
+    num_labels = hierarchy.num_labels
+
+    def tokenise(batch: dict[str, list], indices: list[int]) -> dict[str, Any]:
+        texts = [text if isinstance(text, str) else " ".join(text) for text in batch[text_column]]
+        features: dict[str, Any] = dict(tokenizer(texts, truncation=True, max_length=max_length))
+        features["example_id"] = indices
+        if _LABEL_IDS_COLUMN in batch:
+            ids = batch[_LABEL_IDS_COLUMN]
+            multi_hot = np.zeros((len(ids), num_labels), dtype=np.float32)
+            rows = np.repeat(np.arange(len(ids)), [len(row) for row in ids])
+            multi_hot[rows, np.fromiter((i for row in ids for i in row), dtype=np.int64, count=len(rows))] = 1.0
+            features["labels"] = multi_hot
+        return features
+
+    prepared = {}
+    for split, dataset in raw.items():
+        if label_ids[split] is not None:
+            dataset = dataset.add_column(
+                _LABEL_IDS_COLUMN, label_ids[split], feature=datasets.List(datasets.Value("int32"))
+            )
+        prepared[split] = dataset.map(
+            tokenise,
+            batched=True,
+            with_indices=True,
+            remove_columns=dataset.column_names,
+            num_proc=num_proc,
+            desc=f"Tokenising the {split} split",
+        )
+    return datasets.DatasetDict(prepared)
+
+
+def _max_length(tokenizer: PreTrainedTokenizerBase, max_seq_length: int | None) -> int:
+    model_max = getattr(tokenizer, "model_max_length", None)
+    model_max = model_max if isinstance(model_max, int) and model_max < 1_000_000 else None  # "no limit" sentinel
+    if max_seq_length is None:
+        if model_max is None:
+            raise ValueError("The tokenizer has no model_max_length: give max_seq_length.")
+        return model_max
+    if max_seq_length < 1:
+        raise ValueError(f"max_seq_length must be a positive integer, got {max_seq_length}.")
+    if model_max is not None and max_seq_length > model_max:
+        logger.warning(
+            "max_seq_length %d is longer than the tokenizer's maximum %d; using %d.", max_seq_length, model_max, model_max
+        )
+        return model_max
+    return max_seq_length
+
+
+def _rows(rows: list[int]) -> str:
+    shown = ", ".join(str(row) for row in rows[:_SHOWN])
+    return f"{shown}, ..." if len(rows) > _SHOWN else shown
+
+
+def _check_texts(split: str, texts: Iterable[Any], text_column: str) -> list[str]:
+    bad = [
+        row
+        for row, text in enumerate(texts)
+        if not (
+            (isinstance(text, str) and text.strip())
+            or (isinstance(text, list) and text and all(isinstance(t, str) for t in text) and "".join(text).strip())
+        )
+    ]
+    if not bad:
+        return []
+    return [
+        f"{len(bad)} document(s) in the {split} split have an empty or missing {text_column!r} text "
+        f"(rows {_rows(bad)}; 0-based). Fill or remove them; texts are strings or lists of tokens."
+    ]
+
+
+def _encode_split_labels(
+    split: str,
+    values: Iterable[Any],
+    hierarchy: LabelHierarchy,
+    unknown_labels: str,
+    sep: str | None,
+) -> tuple[list[list[int]], list[str]]:
+    """Ancestor-closed label ids per row, and the problems found in this split."""
+    label2id = hierarchy.label2id
+    closure = {label: [label2id[a] for a in hierarchy.sequence(label)] for label in hierarchy.labels}
+    ids: list[list[int]] = []
+    unlabelled: list[int] = []
+    only_unknown: list[int] = []
+    with_unknown: list[int] = []
+    unknown_counts: Counter[str] = Counter()
+    for row, value in enumerate(values):
+        known, unknown = normalise_labels(value, hierarchy, sep)
+        if unknown:
+            with_unknown.append(row)
+            unknown_counts.update(unknown)
+            if not known:
+                only_unknown.append(row)
+        elif not known:
+            unlabelled.append(row)
+        ids.append(sorted({i for label in known for i in closure[label]}))
+
+    problems = []
+    if unlabelled:
+        message = f"{len(unlabelled)} document(s) in the {split} split have no labels (rows {_rows(unlabelled)}; 0-based)."
+        if split == "train":
+            problems.append(message + " Every training document needs at least one label.")
+        else:
+            logger.warning("%s They count as documents with no gold label.", message)
+    if unknown_counts:
+        shown = ", ".join(f"{label!r} ({count}x)" for label, count in unknown_counts.most_common(_SHOWN))
+        more = ", ..." if len(unknown_counts) > _SHOWN else ""
+        summary = (
+            f"{len(with_unknown)} document(s) in the {split} split have {len(unknown_counts)} distinct label(s) that "
+            f"are not in the hierarchy of {hierarchy.num_labels} labels: {shown}{more} (first in row {with_unknown[0]})"
+        )
+        if unknown_labels == "error":
+            problems.append(
+                f"{summary}. Fix the labels or the taxonomy, or pass --unknown_labels drop to remove unknown labels."
+            )
+        else:
+            logger.warning("%s; dropped %d unknown label occurrence(s).", summary, sum(unknown_counts.values()))
+            if only_unknown:
+                problems.append(
+                    f"{len(only_unknown)} document(s) in the {split} split have only labels that are not in the "
+                    f"hierarchy (rows {_rows(only_unknown)}; 0-based), so --unknown_labels drop would leave them with "
+                    "no label. Fix their labels or remove these documents."
+                )
+    return ids, problems
+
+
+# ---------------------------------------------------------------------------------------------- collator
+@dataclass
+class DataCollatorForHierarchicalClassification:
+    """Pad a batch of prepared examples and stack their multi-hot labels.
+
+    Args:
+        tokenizer (`PreTrainedTokenizerBase`): Pads the model inputs (`input_ids`, `attention_mask`,
+            `token_type_ids`, ...: the tokenizer's `model_input_names`) to the longest text of the batch.
+        pad_to_multiple_of (`int`, *optional*): Pad the length up to a multiple of this (8 suits tensor cores).
+
+    Returns a `BatchEncoding` with the padded inputs `(B, T)` as long tensors and, when the examples have
+    them, `labels` `(B, L)` float32. Other fields (`example_id`) are left out, so the batch fits `forward`.
+
+    Example:
+
+    ```python
+    >>> collator = DataCollatorForHierarchicalClassification(tokenizer)
+    >>> batch = collator([prepared["train"][0], prepared["train"][1]])
+    >>> batch["labels"].shape
+    torch.Size([2, 30])
+    ```
+    """
+
+    tokenizer: PreTrainedTokenizerBase
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> Any:
+        if not features:
+            raise ValueError("Cannot collate an empty batch.")
+        input_names = set(self.tokenizer.model_input_names) | {"input_ids", "attention_mask", "token_type_ids"}
+        text_features = [{key: value for key, value in feature.items() if key in input_names} for feature in features]
+        # Fast tokenizers warn that pad() is slower than __call__; here the texts are already tokenised.
+        warnings = getattr(self.tokenizer, "deprecation_warnings", None)
+        state = warnings.get("Asking-to-pad-a-fast-tokenizer", False) if warnings is not None else None
+        if warnings is not None:
+            warnings["Asking-to-pad-a-fast-tokenizer"] = True
+        try:
+            batch = self.tokenizer.pad(
+                text_features, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
+            )
+        finally:
+            if warnings is not None:
+                warnings["Asking-to-pad-a-fast-tokenizer"] = state
+        if "labels" in features[0]:
+            rows = [np.asarray(feature["labels"], dtype=np.float32) for feature in features]
+            lengths = sorted({row.shape for row in rows})
+            if len(lengths) > 1 or rows[0].ndim != 1:
+                raise ValueError(
+                    f"Label vectors of shapes {lengths} in one batch: every example needs a multi-hot vector of the "
+                    "same hierarchy (prepare all splits with one LabelHierarchy)."
+                )
+            batch["labels"] = torch.from_numpy(np.stack(rows))
+        return batch
