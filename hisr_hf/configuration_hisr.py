@@ -65,6 +65,8 @@ class HiSRConfig(BertConfig):
     """
 
     model_type = "hisr"
+    # Loss parts are scalars; the Trainer must not gather them as predictions.
+    keys_to_ignore_at_inference = ["bce_loss", "hisr_loss", "node_loss"]
 
     hierarchy: Any = None
     hierarchy_prior: Any = None
@@ -109,7 +111,10 @@ class HiSRConfig(BertConfig):
                 f"hierarchy must be a LabelHierarchy or its to_dict() form, got {type(hierarchy).__name__}."
             )
         labels = hierarchy.labels
-        given = list(self.id2label.values()) if self.id2label else None
+        # Compare by id, not by dict order: a JSON writer that sorts keys stores "0", "1", "10", ..., "2".
+        given = None
+        if self.id2label:
+            given = [name for _, name in sorted(self.id2label.items(), key=lambda item: int(item[0]))]
         default_names = [f"LABEL_{i}" for i in range(len(given))] if given else None
         if given is not None and given != default_names and given != labels:
             raise ValueError(

@@ -296,12 +296,19 @@ class LabelHierarchy:
         Counts are over documents after ancestor closure. Returns ``{parent: {child: probability}}`` for
         every parent link; a parent without training documents gives probability 0 to its children.
         """
-        counts = self.encode(label_sets).sum(axis=0)
+        return self.prior_from_counts(self.encode(label_sets).sum(axis=0))
+
+    def prior_from_counts(self, counts: Sequence[float] | np.ndarray) -> dict[str, dict[str, float]]:
+        """:meth:`prior` from per-label document counts ``(L,)`` (column sums of the multi-hot training labels)."""
+        counts = np.asarray(counts, dtype=np.float64)
+        if counts.shape != (self.num_labels,):
+            raise ValueError(f"counts must have shape ({self.num_labels},), got {counts.shape}.")
         prior: dict[str, dict[str, float]] = {}
         for parent_id, child_id in self.edges():
             parent, child = self._labels[parent_id], self._labels[child_id]
             denominator = counts[parent_id]
-            prior.setdefault(parent, {})[child] = float(counts[child_id] / denominator) if denominator > 0 else 0.0
+            probability = min(float(counts[child_id] / denominator), 1.0) if denominator > 0 else 0.0
+            prior.setdefault(parent, {})[child] = probability
         return prior
 
     def uniform_prior(self) -> dict[str, dict[str, float]]:

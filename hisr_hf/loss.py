@@ -70,7 +70,7 @@ def hisr_loss(
     >>> h = LabelHierarchy.from_parents({"A": None, "B": None, "A.x": "A", "A.y": "A"})
     >>> gold = torch.tensor(h.encode([{"A.x"}]))
     >>> hisr_loss(torch.full((1, 4), 0.5), gold, h.path_matrix())
-    tensor(0.3000)
+    tensor(0.3250)
     ```
     """
     seq_index, seq_len = sequence_index_from_path_matrix(path_matrix.to(probs.device))

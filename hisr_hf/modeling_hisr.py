@@ -6,7 +6,9 @@ and its sibling files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -97,23 +99,50 @@ class HiSRLoss(nn.Module):
         index, lengths = config.get_hierarchy().sequence_index()
         self.register_buffer("sequence_index", torch.zeros_like(index), persistent=False)
         self.register_buffer("sequence_length", torch.zeros_like(lengths), persistent=False)
-        self.pos_margin = config.hisr_pos_margin
-        self.neg_margin = config.hisr_neg_margin
-        self.negatives = config.hisr_negatives
-        self.node_top_k = config.hisr_node_top_k
+        self.config = config  # margins are read at every call, so editing the config takes effect
 
     def forward(self, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        config = self.config
         return hisr_loss_from_sequences(
-            probs, labels, self.sequence_index, self.sequence_length, self.pos_margin, self.neg_margin, self.negatives
+            probs,
+            labels,
+            self.sequence_index,
+            self.sequence_length,
+            config.hisr_pos_margin,
+            config.hisr_neg_margin,
+            config.hisr_negatives,
         )
 
     def node_term(self, probs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return node_loss(probs, labels, top_k=self.node_top_k, margin=self.pos_margin)
+        return node_loss(probs, labels, top_k=self.config.hisr_node_top_k, margin=self.config.hisr_pos_margin)
 
 
 class HiSRPreTrainedModel(BertPreTrainedModel):
     config_class = HiSRConfig
     base_model_prefix = "bert"
+    # The loss is a per-batch mean; the Trainer handles gradient accumulation by dividing it.
+    accepts_loss_kwargs = False
+    # Plain BERT checkpoints carry a pooler that the default `text_feature="cls"` does not use.
+    _keys_to_ignore_on_load_unexpected = [r"pooler\."]
+    # Extension points that `hisr_hf` fills when it is imported (hisr_hf/hub.py): "save" (`hook(model, directory)`,
+    # writes the model card and handler.py after `save_pretrained`) and "push" (replaces `push_to_hub` so the card
+    # survives it and a failed push names the repo and the HTTP status). This file travels with checkpoints and
+    # cannot import that code; where the model comes from `trust_remote_code` alone the dict is empty and saving and
+    # pushing work as for any transformers model.
+    _hub_hooks: ClassVar[dict[str, Callable]] = {}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        hook = self._hub_hooks.get("save")
+        is_main_process = kwargs.get("is_main_process", args[0] if args else True)
+        if hook is not None and is_main_process:
+            hook(self, save_directory)
+
+    def push_to_hub(self, repo_id: str, *args, **kwargs):
+        hook = self._hub_hooks.get("push")
+        if hook is None:
+            return super().push_to_hub(repo_id, *args, **kwargs)
+        return hook(self, repo_id, *args, **kwargs)
 
     def _init_weights(self, module):
         super()._init_weights(module)
