@@ -1,0 +1,313 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-family encoder for hierarchical text classification with HiSR.
+
+Single process:
+    python examples/run_htc.py --model_name_or_path bert-base-uncased --train_file train.jsonl \
+        --validation_file dev.jsonl --test_file test.jsonl --taxonomy_file labels.taxonomy \
+        --do_train --do_eval --do_predict --output_dir out
+
+Several processes / GPUs:
+    accelerate launch examples/run_htc.py ...same flags...
+
+Arguments may also come from one `.json` or `.yaml` file: `python examples/run_htc.py config.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import torch
+import transformers
+from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from hisr_hf import BertForHierarchicalClassification, HiSRConfig
+from hisr_hf.data import (
+    DataCollatorForHierarchicalClassification,
+    build_hierarchy,
+    load_raw_datasets,
+    prepare_datasets,
+    resolve_columns,
+    write_taxonomy,
+)
+from hisr_hf.decoding import DECODING_STRATEGIES, decode_label_paths
+from hisr_hf.metrics import compute_metrics_fn, format_metrics_table
+from hisr_hf.trainer import HierarchicalEarlyStoppingCallback, HiSRTrainer
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        metadata={"help": "A plain BERT checkpoint (Hub id or local dir) to start from, or a saved HiSR model."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
+    structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
+    text_feature: str | None = field(default=None, metadata={"help": "'cls' (default) or 'pooler'."})
+    node_dim: int | None = field(default=None, metadata={"help": "Size of each label node vector (default: hidden size)."})
+    gcn_dropout: float | None = field(default=None, metadata={"help": "Dropout on the GCN messages (default 0.05)."})
+    classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before the classifier."})
+    hisr_weight: float | None = field(default=None, metadata={"help": "alpha, weight of the HiSR loss (default 0.01); 0 = - HiSR."})
+    hisr_pos_margin: float | None = field(default=None, metadata={"help": "Gold-vs-negative margin (default 0.5)."})
+    hisr_neg_margin: float | None = field(default=None, metadata={"help": "Negative-vs-negative margin (default 0.15)."})
+    hisr_negatives: str | None = field(
+        default=None, metadata={"help": "'not_subset_of_gold' (default) or 'f1_below_one' (the paper's literal reading)."}
+    )
+    hisr_node_weight: float | None = field(default=None, metadata={"help": "Weight of the node-level term (default 0)."})
+    hisr_node_top_k: int | None = field(default=None, metadata={"help": "Non-gold labels in the node-level term (default 10)."})
+
+    def config_overrides(self) -> dict:
+        names = (
+            "structure_encoder", "text_feature", "node_dim", "gcn_dropout", "classifier_dropout", "hisr_weight",
+            "hisr_pos_margin", "hisr_neg_margin", "hisr_negatives", "hisr_node_weight", "hisr_node_top_k",
+        )  # fmt: skip
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+@dataclass
+class DataTrainingArguments:
+    dataset_name: str | None = field(default=None, metadata={"help": "A dataset on the Hub (instead of files)."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub dataset's configuration."})
+    train_file: str | None = field(default=None, metadata={"help": "JSON lines, CSV or a save_to_disk directory."})
+    validation_file: str | None = field(default=None, metadata={"help": "Dev split, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Test split, same formats."})
+    taxonomy_file: str | None = field(
+        default=None, metadata={"help": "HiAGM taxonomy (parent<TAB>child...). Without it the hierarchy is inferred."}
+    )
+    text_column: str | None = field(default=None, metadata={"help": "Default: text, token or doc_token."})
+    label_column: str | None = field(default=None, metadata={"help": "Default: labels, label or doc_label."})
+    label_separator: str = field(default="/", metadata={"help": "Separator inside label path strings."})
+    unknown_labels: str = field(default="error", metadata={"help": "'error' or 'drop' for labels not in the taxonomy."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer texts are truncated."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training documents."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N dev documents."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test documents."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+    threshold: float = field(default=0.5, metadata={"help": "A label is predicted when its probability is above it."})
+    decoding: str = field(
+        default="consistent", metadata={"help": f"Prediction decoding for test_predictions.jsonl: {DECODING_STRATEGIES}."}
+    )
+    early_stopping_patience: int | None = field(
+        default=6, metadata={"help": "Stop when neither dev Micro- nor Macro-F1 improved for N evaluations (0: off)."}
+    )
+
+
+@dataclass
+class HTCTrainingArguments(TrainingArguments):
+    """`TrainingArguments` with the defaults of the paper's protocol: evaluate and save every epoch, keep the best
+    checkpoint by one named dev metric."""
+
+    eval_strategy: str = field(default="epoch", metadata={"help": "When to evaluate on dev."})
+    save_strategy: str = field(default="epoch", metadata={"help": "When to save checkpoints."})
+    load_best_model_at_end: bool = field(default=True, metadata={"help": "Reload the best dev checkpoint at the end."})
+    metric_for_best_model: str | None = field(default="micro_f1", metadata={"help": "Dev metric that picks the checkpoint."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, HTCTrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    if len(argv) == 1 and argv[0].endswith((".yaml", ".yml")):
+        return parser.parse_yaml_file(yaml_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # `accelerate launch --multi_gpu` on a machine without GPUs: run data-parallel on CPUs (gloo).
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+    model_args, data_args, training_args = parse_args(argv)
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", handlers=[logging.StreamHandler(sys.stdout)])
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.enable_default_handler()
+    logger.info("Training/evaluation parameters %s", training_args)
+
+    if data_args.unknown_labels not in ("error", "drop"):
+        raise ValueError(f"--unknown_labels must be 'error' or 'drop', got {data_args.unknown_labels!r}.")
+    if data_args.decoding not in DECODING_STRATEGIES:
+        raise ValueError(f"--decoding must be one of {list(DECODING_STRATEGIES)}, got {data_args.decoding!r}.")
+
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir) and training_args.do_train and training_args.resume_from_checkpoint is None:
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.info("Checkpoint found at %s: training resumes from it. Use a new --output_dir to start over.", last_checkpoint)
+    set_seed(training_args.seed)
+
+    # ---- data and hierarchy
+    raw = load_raw_datasets(
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        cache_dir=model_args.cache_dir,
+    )
+    for split, limit in (
+        ("train", data_args.max_train_samples),
+        ("validation", data_args.max_eval_samples),
+        ("test", data_args.max_predict_samples),
+    ):
+        if split in raw and limit is not None:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    needed = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
+    absent = [split for split, wanted in needed.items() if wanted and split not in raw]
+    if absent:
+        flags = {"train": "--train_file", "validation": "--validation_file", "test": "--test_file"}
+        raise ValueError(f"Missing split(s) {absent}: pass {', '.join(flags[s] for s in absent)} (or --dataset_name).")
+    first_split = next(iter(raw.values()))
+    text_column, label_column = resolve_columns(first_split.column_names, data_args.text_column, data_args.label_column)
+
+    saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, trust_remote_code=True)
+    is_hisr_checkpoint = getattr(saved_config, "model_type", None) == HiSRConfig.model_type
+    if is_hisr_checkpoint and data_args.taxonomy_file is None:
+        hierarchy = HiSRConfig.from_pretrained(model_args.model_name_or_path).get_hierarchy()
+    else:
+        train_labels = raw["train"][label_column] if "train" in raw else None
+        hierarchy = build_hierarchy(data_args.taxonomy_file, train_labels, sep=data_args.label_separator)
+    if data_args.taxonomy_file is None and training_args.should_save:
+        os.makedirs(training_args.output_dir, exist_ok=True)
+        write_taxonomy(hierarchy, os.path.join(training_args.output_dir, "hierarchy.taxonomy"))
+
+    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    with training_args.main_process_first(desc="tokenisation"):
+        prepared = prepare_datasets(
+            raw,
+            tokenizer,
+            hierarchy,
+            text_column=text_column,
+            label_column=label_column,
+            max_seq_length=data_args.max_seq_length,
+            unknown_labels=data_args.unknown_labels,
+            sep=data_args.label_separator,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+
+    # ---- model
+    overrides = model_args.config_overrides()
+    if is_hisr_checkpoint:
+        model = BertForHierarchicalClassification.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, **overrides)
+        if model.hierarchy != hierarchy:
+            raise ValueError(
+                f"{model_args.model_name_or_path} was trained on another hierarchy ({model.config.num_labels} labels) than "
+                f"{data_args.taxonomy_file} ({hierarchy.num_labels} labels). Start from its encoder instead."
+            )
+    else:
+        model = BertForHierarchicalClassification.from_pretrained(
+            model_args.model_name_or_path, hierarchy=hierarchy, cache_dir=model_args.cache_dir, **overrides
+        )
+
+    callbacks = []
+    if data_args.early_stopping_patience and training_args.do_train and "validation" in prepared:
+        callbacks.append(HierarchicalEarlyStoppingCallback(patience=data_args.early_stopping_patience))
+    if "validation" not in prepared and training_args.eval_strategy != "no":
+        logger.warning("No --validation_file: no evaluation during training and no best-checkpoint selection.")
+        training_args.eval_strategy = "no"
+        training_args.load_best_model_at_end = False
+
+    trainer = HiSRTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=prepared.get("train") if training_args.do_train else None,
+        eval_dataset=prepared.get("validation"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorForHierarchicalClassification(tokenizer),
+        compute_metrics=compute_metrics_fn(hierarchy, threshold=data_args.threshold),
+        callbacks=callbacks,
+    )
+
+    results: dict = {}
+    if training_args.do_train:
+        checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
+        trainer.save_model()
+        metrics = dict(train_result.metrics, train_samples=len(prepared["train"]))
+        if training_args.load_best_model_at_end and trainer.state.best_model_checkpoint:
+            metrics["best_checkpoint"] = os.path.basename(trainer.state.best_model_checkpoint)
+            metrics[f"best_dev_{training_args.metric_for_best_model}"] = trainer.state.best_metric
+        trainer.log_metrics("train", metrics)
+        trainer.save_metrics("train", metrics)
+        trainer.save_state()
+        results.update(metrics)
+
+    if training_args.do_eval:
+        metrics = trainer.evaluate(metric_key_prefix="eval")
+        metrics["eval_samples"] = len(prepared["validation"])
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        results.update(metrics)
+
+    if training_args.do_predict:
+        output = trainer.predict(prepared["test"], metric_key_prefix="test")
+        metrics = dict(output.metrics, test_samples=len(prepared["test"]))
+        trainer.log_metrics("test", metrics)
+        trainer.save_metrics("test", metrics)
+        results.update(metrics)
+        if trainer.is_world_process_zero():
+            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+            write_predictions(
+                os.path.join(training_args.output_dir, "test_predictions.jsonl"),
+                torch.sigmoid(torch.as_tensor(np.asarray(logits), dtype=torch.float32)),
+                output.label_ids,
+                hierarchy,
+                data_args.threshold,
+                data_args.decoding,
+            )
+            plot_level_f1(metrics, "test", os.path.join(training_args.output_dir, "test_level_f1.png"))
+            logger.info("Test metrics\n%s", format_metrics_table({k[len("test_"):]: v for k, v in metrics.items() if k.startswith("test_")}))
+    return results
+
+
+def write_predictions(path, probs, gold, hierarchy, threshold, strategy) -> None:
+    """One JSON line per test document: predicted labels and paths with scores, and the gold labels."""
+    labels = hierarchy.labels
+    predictions = decode_label_paths(probs, hierarchy, threshold=threshold, strategy=strategy)
+    with open(path, "w", encoding="utf-8") as handle:
+        for index, (prediction, gold_row) in enumerate(zip(predictions, np.asarray(gold))):
+            record = {"index": index, **prediction.to_dict(), "gold": [labels[i] for i in np.flatnonzero(gold_row > 0.5)]}
+            handle.write(json.dumps(record) + "\n")
+    logger.info("Wrote %d predictions to %s", len(predictions), path)
+
+
+def plot_level_f1(metrics: dict, prefix: str, path: str) -> None:
+    """Bar chart of Micro- and Macro-F1 per hierarchy level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = sorted({int(k.split("_")[2]) for k in metrics if k.startswith(f"{prefix}_level_") and k.endswith("_micro_f1")})
+    if not levels:
+        return
+    micro = [metrics[f"{prefix}_level_{d}_micro_f1"] for d in levels]
+    macro = [metrics[f"{prefix}_level_{d}_macro_f1"] for d in levels]
+    positions = np.arange(len(levels))
+    figure, axis = plt.subplots(figsize=(1.6 + 1.2 * len(levels), 3.2))
+    axis.bar(positions - 0.2, micro, width=0.4, label="Micro-F1")
+    axis.bar(positions + 0.2, macro, width=0.4, label="Macro-F1")
+    axis.set_xticks(positions, [f"level {d}" for d in levels])
+    axis.set_ylim(0, 1)
+    axis.set_ylabel("F1")
+    axis.set_title(f"{prefix} F1 per hierarchy level")
+    axis.legend(loc="lower left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+#!/usr/bin/env python
+"""Reload a trained HiSR model with `trust_remote_code` (no hisr_hf import needed), print its test metrics and the
+label paths it predicts for a few test documents.
+
+    python examples/show_predictions.py outputs/quickstart-20ng --test_file ../shared/data/20ng/test.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+TEXT_COLUMNS = ("text", "token", "doc_token")
+LABEL_COLUMNS = ("labels", "label", "doc_label")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model_dir", help="A directory written by examples/run_htc.py (or any HiSR checkpoint).")
+    parser.add_argument("--test_file", help="JSON lines with the documents to show.")
+    parser.add_argument("--num_examples", type=int, default=5)
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--strategy", default="consistent", choices=("consistent", "top_down"))
+    args = parser.parse_args()
+
+    results_file = os.path.join(args.model_dir, "all_results.json")
+    if os.path.exists(results_file):
+        with open(results_file, encoding="utf-8") as handle:
+            results = json.load(handle)
+        print("Test metrics:")
+        for key in ("test_micro_f1", "test_macro_f1", "test_c_micro_f1", "test_c_macro_f1", "test_p_micro_f1", "test_p_macro_f1"):
+            if key in results:
+                print(f"  {key[len('test_'):]:<12} {results[key]:.4f}")
+        levels = sorted(k for k in results if k.startswith("test_level_"))
+        for key in levels:
+            print(f"  {key[len('test_'):]:<20} {results[key]:.4f}")
+
+    model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, trust_remote_code=True)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    print(f"\nReloaded {type(model).__name__} from {args.model_dir} with trust_remote_code "
+          f"({model.config.num_labels} labels, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters).")
+    if not args.test_file:
+        return
+    documents = []
+    with open(args.test_file, encoding="utf-8") as handle:
+        for line in handle:
+            if len(documents) == args.num_examples:
+                break
+            record = json.loads(line)
+            text = next(record[c] for c in TEXT_COLUMNS if c in record)
+            gold = next((record[c] for c in LABEL_COLUMNS if c in record), [])
+            documents.append((text if isinstance(text, str) else " ".join(text), gold))
+    with torch.no_grad():
+        predictions = model.predict_label_paths(
+            [text for text, _ in documents], tokenizer, threshold=args.threshold, strategy=args.strategy, max_length=128
+        )
+    for (text, gold), prediction in zip(documents, predictions):
+        snippet = " ".join(text.split())[:90]
+        print(f"\n{snippet}...")
+        print(f"  predicted: {' | '.join(' > '.join(path) for path in prediction.paths) or '(nothing above the threshold)'}")
+        print(f"  gold:      {gold}")
+
+
+if __name__ == "__main__":
+    main()

