@@ -28,16 +28,11 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingAr
 from transformers.trainer_utils import get_last_checkpoint
 
 from hisr_hf import BertForHierarchicalClassification, HiSRConfig
-from hisr_hf.data import (
-    DataCollatorForHierarchicalClassification,
-    build_hierarchy,
-    load_raw_datasets,
-    prepare_datasets,
-    resolve_columns,
-    write_taxonomy,
-)
+from hisr_hf.data import DataCollatorForHierarchicalClassification, load_raw_datasets, prepare_datasets, resolve_columns
 from hisr_hf.decoding import DECODING_STRATEGIES, decode_label_paths
 from hisr_hf.metrics import compute_metrics_fn, format_metrics_table
+from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
+from hisr_hf.model_card import card_data_for
 from hisr_hf.trainer import HierarchicalEarlyStoppingCallback, HiSRTrainer
 
 logger = logging.getLogger(__name__)
@@ -211,6 +206,14 @@ def main(argv: list[str] | None = None) -> dict:
             model_args.model_name_or_path, hierarchy=hierarchy, cache_dir=model_args.cache_dir, **overrides
         )
 
+    # What the model card (README.md of every save and push) says about the data; the trainer adds the rest.
+    card_data = card_data_for(model)
+    card_data.dataset_id = data_args.dataset_name
+    card_data.dataset_name = data_args.dataset_name or _data_name(data_args.train_file)
+    card_data.threshold = data_args.threshold
+    if "validation" in raw:
+        card_data.set_widget_texts(raw["validation"].select(range(min(len(raw["validation"]), 3)))[text_column])
+
     callbacks = []
     if data_args.early_stopping_patience and training_args.do_train and "validation" in prepared:
         callbacks.append(HierarchicalEarlyStoppingCallback(patience=data_args.early_stopping_patience))
@@ -269,7 +272,19 @@ def main(argv: list[str] | None = None) -> dict:
             )
             plot_level_f1(metrics, "test", os.path.join(training_args.output_dir, "test_level_f1.png"))
             logger.info("Test metrics\n%s", format_metrics_table({k[len("test_"):]: v for k, v in metrics.items() if k.startswith("test_")}))
+
+    if training_args.push_to_hub:
+        # save_model() already pushed the model; this commit adds the card with the final dev and test results.
+        trainer.push_to_hub(commit_message="Model card with the final evaluation results")
     return results
+
+
+def _data_name(path: str | None) -> str | None:
+    """A readable name for local training data: the folder of the training file (e.g. `20ng`)."""
+    if path is None:
+        return None
+    folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
+    return folder or os.path.basename(path)
 
 
 def write_predictions(path, probs, gold, hierarchy, threshold, strategy) -> None:

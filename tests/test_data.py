@@ -21,14 +21,13 @@ from transformers import AutoTokenizer
 from hisr_hf import LabelHierarchy
 from hisr_hf.data import (
     DataCollatorForHierarchicalClassification,
-    build_hierarchy,
     load_raw_datasets,
     normalise_labels,
     parse_label_value,
     prepare_datasets,
     resolve_columns,
-    write_taxonomy,
 )
+from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
 
 DATA = Path("/work/shared/data")
 WOS_TAXONOMY = DATA / "wos1k" / "wos.taxonomy"

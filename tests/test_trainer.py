@@ -6,8 +6,6 @@ import importlib.resources
 import json
 import math
 import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
