@@ -142,6 +142,8 @@ def main(argv: list[str] | None = None) -> dict:
         if last_checkpoint is not None:
             logger.info("Checkpoint found at %s: training resumes from it. Use a new --output_dir to start over.", last_checkpoint)
     set_seed(training_args.seed)
+    if not torch.cuda.is_available():
+        training_args.dataloader_pin_memory = False  # nothing to pin for; avoids a warning per data loader
 
     # ---- data and hierarchy
     raw = load_raw_datasets(
