@@ -40,20 +40,20 @@ def main() -> None:
             print(f"  {key[len('test_'):]:<20} {results[key]:.4f}")
 
     model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, trust_remote_code=True)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(args.model_dir, trust_remote_code=True)
     print(f"\nReloaded {type(model).__name__} from {args.model_dir} with trust_remote_code "
           f"({model.config.num_labels} labels, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters).")
     if not args.test_file:
         return
-    documents = []
     with open(args.test_file, encoding="utf-8") as handle:
-        for line in handle:
-            if len(documents) == args.num_examples:
-                break
-            record = json.loads(line)
-            text = next(record[c] for c in TEXT_COLUMNS if c in record)
-            gold = next((record[c] for c in LABEL_COLUMNS if c in record), [])
-            documents.append((text if isinstance(text, str) else " ".join(text), gold))
+        records = [json.loads(line) for line in handle if line.strip()]
+    # Evenly spaced documents: test files are often sorted by label.
+    step = max(len(records) // max(args.num_examples, 1), 1)
+    documents = []
+    for record in records[::step][: args.num_examples]:
+        text = next(record[c] for c in TEXT_COLUMNS if c in record)
+        gold = next((record[c] for c in LABEL_COLUMNS if c in record), [])
+        documents.append((text if isinstance(text, str) else " ".join(text), gold))
     with torch.no_grad():
         predictions = model.predict_label_paths(
             [text for text, _ in documents], tokenizer, threshold=args.threshold, strategy=args.strategy, max_length=128
