@@ -18,8 +18,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_hisr import HiSRConfig
-from .hierarchy import LabelHierarchy
 from .decoding import LabelPathPrediction, decode_label_paths
+from .hierarchy import LabelHierarchy
 from .loss import hisr_loss_from_sequences, node_loss
 
 

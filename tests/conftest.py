@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import doctest
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from hisr_hf import BertForHierarchicalClassification, HiSRConfig, LabelHierarchy
+
+
+def _shared_data() -> Path:
+    """The real data folder: $HISR_SHARED_DATA, else ``shared/data`` beside the repository (as in CI)."""
+    if os.environ.get("HISR_SHARED_DATA"):
+        return Path(os.environ["HISR_SHARED_DATA"])
+    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
+        if candidate.is_dir():
+            return candidate
+    raise RuntimeError("The real data folder shared/data was not found beside the repository; set HISR_SHARED_DATA.")
+
+
+SHARED_DATA = _shared_data()
+
+
+def run_docstring_examples(obj) -> None:
+    """Run the ``>>>`` examples of a transformers-style docstring (examples inside ``` fences)."""
+    text = obj.__doc__.replace("```python", "").replace("```", "")
+    test = doctest.DocTestParser().get_doctest(text, {}, obj.__qualname__, None, 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    runner.run(test)
+    assert test.examples and runner.failures == 0
+
 
 # A BERT small enough that building one takes milliseconds; 37 is deliberately not a multiple of anything.
 TINY_CONFIG_KWARGS = {

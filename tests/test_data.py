@@ -1,6 +1,6 @@
 """Data loading: the real file formats, hierarchy building, label normalisation, errors users meet, the collator.
 
-Real data is read from /work/shared/data in slices (the first lines of each file), never whole.
+Real data is read from shared/data in slices (the first lines of each file), never whole.
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ from hisr_hf.data import (
 )
 from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
 
-DATA = Path("/work/shared/data")
+from .conftest import SHARED_DATA
+
+DATA = SHARED_DATA
 WOS_TAXONOMY = DATA / "wos1k" / "wos.taxonomy"
 NG_TAXONOMY = DATA / "20ng" / "20ng.taxonomy"
 LOGGER = "hisr_hf.data"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import re
 from fractions import Fraction
@@ -14,7 +13,9 @@ import torch
 
 from hisr_hf import LabelHierarchy
 
-DATA = Path("/work/shared/data")
+from .conftest import SHARED_DATA, run_docstring_examples
+
+DATA = SHARED_DATA
 REAL_TAXONOMIES = {
     # file: (number of labels, maximum depth)
     DATA / "20ng" / "20ng.taxonomy": (30, 3),
@@ -23,15 +24,6 @@ REAL_TAXONOMIES = {
     DATA / "taxonomies" / "bgc.taxonomy": (146, 4),
     DATA / "taxonomies" / "wos.taxonomy": (141, 2),
 }
-
-
-def run_docstring_examples(obj) -> None:
-    """Run the ``>>>`` examples of a transformers-style docstring (examples inside ``` fences)."""
-    text = obj.__doc__.replace("```python", "").replace("```", "")
-    test = doctest.DocTestParser().get_doctest(text, {}, obj.__qualname__, None, 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    runner.run(test)
-    assert test.examples and runner.failures == 0
 
 
 def write(tmp_path: Path, text: str, name: str = "small.taxonomy") -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import random
 from fractions import Fraction
 
@@ -13,16 +12,9 @@ import hisr_hf.loss as loss_module
 from hisr_hf import LabelHierarchy, hisr_loss, node_loss
 from hisr_hf.loss import hisr_loss_from_sequences, sequence_index_from_path_matrix
 
+from .conftest import run_docstring_examples
+
 NEGATIVE_MODES = ("not_subset_of_gold", "f1_below_one")
-
-
-def run_docstring_examples(obj) -> None:
-    """Run the ``>>>`` examples of a transformers-style docstring (examples inside ``` fences)."""
-    text = obj.__doc__.replace("```python", "").replace("```", "")
-    test = doctest.DocTestParser().get_doctest(text, {}, obj.__qualname__, None, 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    runner.run(test)
-    assert test.examples and runner.failures == 0
 
 
 # ---------------------------------------------------------------------------------------------- oracles

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +14,16 @@ from sklearn.metrics import f1_score, precision_score, recall_score
 from transformers import EvalPrediction
 
 from hisr_hf import LabelHierarchy
-from hisr_hf.metrics import compute_metrics_fn, format_metrics_table, hierarchical_f1, per_label_f1
+from hisr_hf.metrics import (
+    compute_metrics_fn,
+    format_metrics_table,
+    hierarchical_f1,
+    per_label_f1,
+)
 
-DATA_20NG = Path("/work/shared/data/20ng")
+from .conftest import SHARED_DATA
+
+DATA_20NG = SHARED_DATA / "20ng"
 
 # Columns in id order: A, B, A.x, A.y, B.z
 TREE = {"A": None, "B": None, "A.x": "A", "A.y": "A", "B.z": "B"}

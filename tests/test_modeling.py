@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import json
 import os
 import subprocess
@@ -12,20 +11,24 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification, BertModel
+from transformers import (
+    BertConfig,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertModel,
+)
 
-from hisr_hf import BertForHierarchicalClassification, HiSRConfig, LabelHierarchy, hisr_loss, node_loss
+from hisr_hf import (
+    BertForHierarchicalClassification,
+    HiSRConfig,
+    LabelHierarchy,
+    hisr_loss,
+    node_loss,
+)
+
+from .conftest import SHARED_DATA, run_docstring_examples
 
 BATCH, SEQ = 3, 7
-
-
-def run_docstring_examples(obj) -> None:
-    """Run the ``>>>`` examples of a transformers-style docstring (examples inside ``` fences)."""
-    text = obj.__doc__.replace("```python", "").replace("```", "")
-    test = doctest.DocTestParser().get_doctest(text, {}, obj.__qualname__, None, 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    runner.run(test)
-    assert test.examples and runner.failures == 0
 
 
 def inputs(vocab_size: int = 99, batch: int = BATCH, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -313,7 +316,7 @@ def test_config_json_round_trip(tmp_path, dag_hierarchy, make_tiny_config):
 
 def test_config_json_with_sorted_string_keys(tmp_path):
     # More than ten labels: a JSON writer that sorts keys stores id2label as "0", "1", "10", ..., "2".
-    hierarchy = LabelHierarchy.from_taxonomy_file("/work/shared/data/20ng/20ng.taxonomy")
+    hierarchy = LabelHierarchy.from_taxonomy_file(SHARED_DATA / "20ng" / "20ng.taxonomy")
     HiSRConfig(hierarchy=hierarchy, hidden_size=32).save_pretrained(tmp_path)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(json.loads(path.read_text()), sort_keys=True, indent=2))

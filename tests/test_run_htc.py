@@ -64,10 +64,17 @@ def _flags(data, output_dir, *extra):
     ]  # fmt: skip
 
 
+def _typed(value: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
 def test_config_file_is_accepted(tmp_path, small_20ng):
     flags = _flags(small_20ng, tmp_path / "out", "--hisr_weight", "0.2", "--structure_encoder", "none")
-    settings = {name.lstrip("-"): value for name, value in zip(flags[::2], flags[1::2])}
-    settings.update(do_train=True, hisr_weight=0.2, max_seq_length=32)
+    settings = {name.lstrip("-"): _typed(value) for name, value in zip(flags[::2], flags[1::2])}
+    settings["do_train"] = True
     (tmp_path / "args.json").write_text(json.dumps(settings))
     (tmp_path / "args.yaml").write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in settings.items()))
     for path in ("args.json", "args.yaml"):
