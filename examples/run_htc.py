@@ -28,11 +28,16 @@ from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingAr
 from transformers.trainer_utils import get_last_checkpoint
 
 from hisr_hf import BertForHierarchicalClassification, HiSRConfig
-from hisr_hf.data import DataCollatorForHierarchicalClassification, load_raw_datasets, prepare_datasets, resolve_columns
+from hisr_hf.data import (
+    DataCollatorForHierarchicalClassification,
+    load_raw_datasets,
+    prepare_datasets,
+    resolve_columns,
+)
 from hisr_hf.decoding import DECODING_STRATEGIES, decode_label_paths
 from hisr_hf.metrics import compute_metrics_fn, format_metrics_table
-from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
 from hisr_hf.model_card import card_data_for
+from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
 from hisr_hf.trainer import HierarchicalEarlyStoppingCallback, HiSRTrainer
 
 logger = logging.getLogger(__name__)

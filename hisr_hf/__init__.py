@@ -4,6 +4,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 
 from .configuration_hisr import HiSRConfig
 from .hierarchy import LabelHierarchy
+from .hub import install_hooks as _install_hub_hooks
 from .loss import hisr_loss, node_loss
 from .modeling_hisr import BertForHierarchicalClassification, HierarchicalClassifierOutput, HierarchyGCN
 
@@ -16,6 +17,8 @@ AutoModelForSequenceClassification.register(HiSRConfig, BertForHierarchicalClass
 # loads with `trust_remote_code=True` where hisr_hf is not installed.
 HiSRConfig.register_for_auto_class()
 BertForHierarchicalClassification.register_for_auto_class("AutoModel")
+# `save_pretrained` also writes the model card and handler.py, and `push_to_hub` keeps them (hisr_hf/hub.py).
+_install_hub_hooks()
 
 __all__ = [
     "BertForHierarchicalClassification",

@@ -101,6 +101,54 @@ def decode_label_paths(
     return predictions_from_mask(mask, probs, hierarchy)
 
 
+def decode_pipeline_outputs(
+    outputs: list[dict] | list[list[dict]],
+    hierarchy: LabelHierarchy,
+    threshold: float = 0.5,
+    strategy: str = "consistent",
+) -> list[LabelPathPrediction]:
+    """Decode the output of `pipeline("text-classification", ..., top_k=None)` into consistent label paths.
+
+    The pipeline scores every label independently (a sigmoid per label, since the config says
+    `problem_type="multi_label_classification"`); this turns those scores into label sets that respect the
+    hierarchy, exactly as `decode_label_paths` does with the model's probabilities.
+
+    Args:
+        outputs (`list[dict]` or `list[list[dict]]`): the pipeline's `[{"label": ..., "score": ...}, ...]` for one
+            text, or one such list per text. Every label of the hierarchy must be there (`top_k=None`).
+        hierarchy (`LabelHierarchy`): the model's hierarchy (`LabelHierarchy.from_dict(model.config.hierarchy)`).
+        threshold, strategy: as for `decode_label_paths`.
+
+    Example:
+
+    ```python
+    >>> classifier = pipeline("text-classification", model="org/hisr-model", trust_remote_code=True, top_k=None)  # doctest: +SKIP
+    >>> hierarchy = LabelHierarchy.from_dict(classifier.model.config.hierarchy)  # doctest: +SKIP
+    >>> decode_pipeline_outputs(classifier(["new GPU drivers for linux"]), hierarchy)[0].paths  # doctest: +SKIP
+    [['comp', 'comp.os']]
+    ```
+    """
+    if outputs and isinstance(outputs[0], dict):
+        outputs = [outputs]
+    label2id = hierarchy.label2id
+    probs = torch.full((len(outputs), hierarchy.num_labels), float("nan"))
+    for row, scores in enumerate(outputs):
+        for item in scores:
+            if item["label"] not in label2id:
+                raise ValueError(
+                    f"The pipeline returned label {item['label']!r}, which the hierarchy does not have "
+                    f"(it has {hierarchy.labels[:5]}...). Decode with the model's own hierarchy."
+                )
+            probs[row, label2id[item["label"]]] = float(item["score"])
+    missing = torch.isnan(probs).any(dim=1).nonzero().flatten().tolist()
+    if missing:
+        raise ValueError(
+            f"Text(s) {missing[:5]} lack scores for some labels: call the pipeline with top_k=None so that it returns "
+            "every label."
+        )
+    return decode_label_paths(probs, hierarchy, threshold=threshold, strategy=strategy)
+
+
 def predictions_from_mask(mask: torch.Tensor, probs: torch.Tensor, hierarchy: LabelHierarchy) -> list[LabelPathPrediction]:
     """Turn an ancestor-closed ``(B, L)`` prediction mask into `LabelPathPrediction`s."""
     labels = hierarchy.labels

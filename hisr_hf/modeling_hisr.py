@@ -132,6 +132,8 @@ class HiSRPreTrainedModel(BertPreTrainedModel):
     _hub_hooks: ClassVar[dict[str, Callable]] = {}
 
     def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; with `hisr_hf` imported it also writes README.md (the model card) and
+        handler.py (an Inference Endpoints handler) into `save_directory`."""
         super().save_pretrained(save_directory, *args, **kwargs)
         hook = self._hub_hooks.get("save")
         is_main_process = kwargs.get("is_main_process", args[0] if args else True)
@@ -139,6 +141,8 @@ class HiSRPreTrainedModel(BertPreTrainedModel):
             hook(self, save_directory)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
+        """`PreTrainedModel.push_to_hub`; with `hisr_hf` imported it is `hisr_hf.hub.push_to_hub` (one commit with the
+        code, the model card, handler.py and, given `tokenizer=`, the tokenizer)."""
         hook = self._hub_hooks.get("push")
         if hook is None:
             return super().push_to_hub(repo_id, *args, **kwargs)

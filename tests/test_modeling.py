@@ -272,7 +272,7 @@ def test_save_and_reload_give_identical_logits(saved_tree_model, tree_hierarchy)
     model, directory = saved_tree_model
     files = sorted(path.name for path in directory.iterdir())
     assert "model.safetensors" in files and "config.json" in files
-    assert all(name.endswith((".safetensors", ".json", ".py")) for name in files), files
+    assert all(name.endswith((".safetensors", ".json", ".py", ".md")) for name in files), files
     assert {"configuration_hisr.py", "modeling_hisr.py", "hierarchy.py", "loss.py"} <= set(files)
 
     reloaded = BertForHierarchicalClassification.from_pretrained(directory).eval()
