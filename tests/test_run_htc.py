@@ -19,8 +19,10 @@ from transformers import AutoModel, AutoTokenizer
 from hisr_hf import LabelHierarchy
 from hisr_hf.metrics import hierarchical_f1
 
+from .conftest import SHARED_DATA
+
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "20ng"
+DATA = SHARED_DATA / "20ng"
 sys.path.insert(0, str(ROOT / "examples"))
 import run_htc  # noqa: E402
 
