@@ -77,7 +77,8 @@ class HierarchyGCN(nn.Module):
         self.dropout = nn.Dropout(config.gcn_dropout)
 
     def _propagate(self, nodes: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
-        messages = nodes[:, source] * weight.to(nodes.dtype).unsqueeze(-1)  # (B, E, d)
+        # index_select (not nodes[:, source]): its backward is an index_add instead of an accumulating index_put.
+        messages = nodes.index_select(1, source) * weight.to(nodes.dtype).unsqueeze(-1)  # (B, E, d)
         return torch.zeros_like(nodes).index_add(1, target, messages)
 
     def forward(self, nodes: torch.Tensor) -> torch.Tensor:
