@@ -90,6 +90,10 @@ class DataTrainingArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only the first N training documents."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only the first N dev documents."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only the first N test documents."})
+    sample_seed: int | None = field(
+        default=None,
+        metadata={"help": "Shuffle a split with this seed before --max_*_samples keeps N (for files sorted by label)."},
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
     threshold: float = field(default=0.5, metadata={"help": "A label is predicted when its probability is above it."})
     decoding: str = field(
@@ -145,7 +149,9 @@ def main(argv: list[str] | None = None) -> dict:
     if os.path.isdir(training_args.output_dir) and training_args.do_train and training_args.resume_from_checkpoint is None:
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
-            logger.info("Checkpoint found at %s: training resumes from it. Use a new --output_dir to start over.", last_checkpoint)
+            logger.warning(
+                "Checkpoint found at %s: training resumes from it. Use a new --output_dir to start over.", last_checkpoint
+            )
     set_seed(training_args.seed)
     if not torch.cuda.is_available():
         training_args.dataloader_pin_memory = False  # nothing to pin for; avoids a warning per data loader
@@ -165,6 +171,8 @@ def main(argv: list[str] | None = None) -> dict:
         ("test", data_args.max_predict_samples),
     ):
         if split in raw and limit is not None:
+            if data_args.sample_seed is not None:
+                raw[split] = raw[split].shuffle(seed=data_args.sample_seed)
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
     needed = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     absent = [split for split, wanted in needed.items() if wanted and split not in raw]
