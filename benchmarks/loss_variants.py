@@ -1,0 +1,156 @@
+"""Other ways to compute the HiSR loss, for `speed.py` to race against `hisr_hf.loss`.
+
+* :func:`loop_hisr_loss` -- what the authors' released code does: a Python loop per document and per
+  sequence, Python sets and lists for the gold set and the groups, and one torch op per element.
+  It follows spec section 3 (default negatives, ``"not_subset_of_gold"``) and is checked against the
+  vectorised loss in `speed.py` before it is timed.
+* :func:`dense_hisr_loss` -- the vectorised loss with the sequence scores and gold overlaps computed
+  as ``(B, L) @ (L, L)`` products with the float path matrix instead of a gather over the padded
+  ancestor ids. Everything after the scores is the library's code, copied.
+* :func:`index_select_hisr_loss` -- the library's loss with one change: the gather over the padded
+  ancestor ids is ``index_select`` on the flattened index instead of advanced indexing (a candidate fix).
+* :func:`sequence_index_nonzero` -- `hisr_hf.loss.sequence_index_from_path_matrix` without the
+  ``(L, L)`` int64 sort: the same padded index from ``nonzero`` (which is row-major, so ids come out
+  in id order), ``O(L^2)`` bool scan instead of ``O(L^2 log L)`` sort on an int64 copy.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from hisr_hf.loss import _F1_SCALE, _group_capacity
+
+
+def loop_hisr_loss(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    sequences: list[list[int]],
+    pos_margin: float = 0.5,
+    neg_margin: float = 0.15,
+) -> torch.Tensor:
+    """Per-document, per-sequence loop (``sequences[j]``: label ids of the sequence of label j)."""
+    document_losses = []
+    for b in range(probs.shape[0]):
+        gold = [i for i, y in enumerate(labels[b].tolist()) if y > 0.5]
+        if not gold:
+            continue
+        gold_set = set(gold)
+        gold_score = sum(probs[b, i] for i in gold) / len(gold)
+        groups: dict[float, list[torch.Tensor]] = {}
+        for sequence in sequences:
+            members = set(sequence)
+            if members <= gold_set:
+                continue  # only gold labels: not a negative
+            f1 = round(2 * len(members & gold_set) / (len(sequence) + len(gold)), 6)
+            score = sum(probs[b, i] for i in sequence) / len(sequence)
+            groups.setdefault(f1, []).append(score)
+        if not groups:
+            continue
+        ordered = sorted(groups, reverse=True)
+        k = len(ordered)
+        hardest = [torch.max(torch.stack(groups[f1])) for f1 in ordered]
+        loss_pn = 0.0
+        for h in hardest:
+            loss_pn = loss_pn + torch.clamp(h - gold_score + pos_margin, min=0)
+        loss_pn = loss_pn / k
+        loss_nn = 0.0
+        for d in range(1, k):
+            pair_sum = 0.0
+            for r in range(k - d):
+                pair_sum = pair_sum + torch.clamp(hardest[r + d] - hardest[r] + d * neg_margin, min=0)
+            loss_nn = loss_nn + pair_sum / (k - d)
+        document_losses.append((loss_pn + loss_nn) / k)
+    if not document_losses:
+        return probs.sum() * 0
+    return torch.stack(document_losses).mean()
+
+
+def dense_hisr_loss(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    path_matrix_t: torch.Tensor,
+    seq_len: torch.Tensor,
+    max_width: int,
+    pos_margin: float = 0.5,
+    neg_margin: float = 0.15,
+) -> torch.Tensor:
+    """Default-negatives HiSR loss with ``scores = P @ M^T / len`` (``path_matrix_t``: float ``M^T``, ``(L, L)``)."""
+    gold = labels > 0.5
+    scores = (probs @ path_matrix_t) / seq_len.to(probs.dtype)  # (B, L)
+    overlap = (gold.to(probs.dtype) @ path_matrix_t).round().long()  # exact: small integers
+    return _loss_from_scores(probs, gold, scores, overlap, seq_len, max_width, pos_margin, neg_margin)
+
+
+def index_select_hisr_loss(
+    probs: torch.Tensor,
+    labels: torch.Tensor,
+    seq_index: torch.Tensor,
+    seq_len: torch.Tensor,
+    pos_margin: float = 0.5,
+    neg_margin: float = 0.15,
+) -> torch.Tensor:
+    """`hisr_loss_from_sequences` with the gather written as ``index_select`` on the flattened index instead of
+    advanced indexing ``padded[:, seq_index]`` (same values; backward is ``index_add`` instead of
+    ``index_put_(accumulate=True)``)."""
+    batch_size = probs.shape[0]
+    gold = labels > 0.5
+    flat = seq_index.reshape(-1)
+    padded_probs = F.pad(probs, (0, 1))
+    padded_gold = F.pad(gold.long(), (0, 1))
+    scores = padded_probs.index_select(1, flat).view(batch_size, *seq_index.shape).sum(dim=-1) / seq_len.to(probs.dtype)
+    overlap = padded_gold.index_select(1, flat).view(batch_size, *seq_index.shape).sum(dim=-1)
+    return _loss_from_scores(probs, gold, scores, overlap, seq_len, seq_index.shape[1], pos_margin, neg_margin)
+
+
+def _loss_from_scores(probs, gold, scores, overlap, lengths, width, pos_margin, neg_margin) -> torch.Tensor:
+    """Copied from `hisr_hf.loss.hisr_loss_from_sequences` (negatives="not_subset_of_gold"), from the point where
+    the sequence scores and gold overlaps are known."""
+    batch_size, num_labels = probs.shape
+    dtype = probs.dtype
+    gold_size = gold.sum(dim=1)
+    gold_score = (probs * gold.to(dtype)).sum(dim=1) / gold_size.clamp(min=1).to(dtype)
+    denominator = lengths.unsqueeze(0) + gold_size.unsqueeze(1)
+    is_negative = (overlap < lengths.unsqueeze(0)) & (gold_size > 0).unsqueeze(1)
+    f1_key = torch.div(2 * overlap * _F1_SCALE + denominator // 2, denominator, rounding_mode="floor")
+    f1_key = torch.where(is_negative, f1_key, torch.full_like(f1_key, -1))
+    sorted_key, order = f1_key.sort(dim=1, descending=True)
+    starts_group = torch.ones_like(sorted_key, dtype=torch.bool)
+    starts_group[:, 1:] = sorted_key[:, 1:] != sorted_key[:, :-1]
+    sorted_rank = starts_group.long().cumsum(dim=1) - 1
+    num_groups = torch.where(sorted_key >= 0, sorted_rank + 1, torch.zeros_like(sorted_rank)).amax(dim=1)
+    rank = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)
+    max_groups = _group_capacity(width, "not_subset_of_gold", num_labels, num_groups)
+    slot = torch.where(is_negative, rank, torch.full_like(rank, max_groups))
+    hardest = torch.zeros(batch_size, max_groups + 1, dtype=dtype, device=probs.device)
+    hardest = hardest.scatter_reduce(1, slot, scores, reduce="amax", include_self=False)[:, :max_groups]
+    group_ids = torch.arange(max_groups, device=probs.device)
+    valid = group_ids.unsqueeze(0) < num_groups.unsqueeze(1)
+    groups = num_groups.clamp(min=1).to(dtype)
+    positive = F.relu(hardest - gold_score.unsqueeze(1) + pos_margin)
+    loss_pn = (positive * valid).sum(dim=1) / groups
+    distance = (group_ids.unsqueeze(0) - group_ids.unsqueeze(1)).unsqueeze(0)
+    pair_valid = (distance >= 1) & valid.unsqueeze(1) & valid.unsqueeze(2)
+    pair_terms = F.relu(hardest.unsqueeze(1) - hardest.unsqueeze(2) + distance.to(dtype) * neg_margin)
+    pair_weight = 1.0 / (num_groups.view(-1, 1, 1) - distance).clamp(min=1).to(dtype)
+    loss_nn = (pair_terms * pair_weight * pair_valid).sum(dim=(1, 2))
+    per_document = (loss_pn + loss_nn) / groups
+    has_groups = num_groups > 0
+    return (per_document * has_groups).sum() / has_groups.sum().clamp(min=1).to(dtype)
+
+
+def sequence_index_nonzero(path_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Same output as `sequence_index_from_path_matrix` (ids in id order, padded with L), without the sort and
+    without any ``(L, L)`` int64 temporary (``bool.sum`` would make one): lengths come from the nonzero rows."""
+    matrix = path_matrix.bool()
+    num_labels = matrix.shape[0]
+    rows, cols = matrix.nonzero(as_tuple=True)  # row-major: ids of each row come out ascending
+    lengths = torch.bincount(rows, minlength=num_labels)
+    if bool((lengths == 0).any()):
+        raise ValueError("every sequence holds at least its own label")
+    width = int(lengths.max())
+    starts = lengths.cumsum(0) - lengths
+    position = torch.arange(rows.numel(), device=matrix.device) - starts[rows]
+    index = torch.full((num_labels, width), num_labels, dtype=torch.long, device=matrix.device)
+    index[rows, position] = cols
+    return index, lengths
