@@ -8,7 +8,8 @@
   as ``(B, L) @ (L, L)`` products with the float path matrix instead of a gather over the padded
   ancestor ids. Everything after the scores is the library's code, copied.
 * :func:`index_select_hisr_loss` -- the library's loss with one change: the gather over the padded
-  ancestor ids is ``index_select`` on the flattened index instead of advanced indexing (a candidate fix).
+  ancestor ids is ``index_select`` on the flattened index instead of advanced indexing (the candidate fix,
+  since adopted by the library: the two now agree).
 * :func:`sequence_index_nonzero` -- `hisr_hf.loss.sequence_index_from_path_matrix` without the
   ``(L, L)`` int64 sort: the same padded index from ``nonzero`` (which is row-major, so ids come out
   in id order), ``O(L^2)`` bool scan instead of ``O(L^2 log L)`` sort on an int64 copy.
@@ -19,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from hisr_hf.loss import _F1_SCALE, _group_capacity
+from hisr_hf.loss import hisr_loss_from_sequence_stats
 
 
 def loop_hisr_loss(
@@ -104,39 +105,8 @@ def index_select_hisr_loss(
 
 
 def _loss_from_scores(probs, gold, scores, overlap, lengths, width, pos_margin, neg_margin) -> torch.Tensor:
-    """Copied from `hisr_hf.loss.hisr_loss_from_sequences` (negatives="not_subset_of_gold"), from the point where
-    the sequence scores and gold overlaps are known."""
-    batch_size, num_labels = probs.shape
-    dtype = probs.dtype
-    gold_size = gold.sum(dim=1)
-    gold_score = (probs * gold.to(dtype)).sum(dim=1) / gold_size.clamp(min=1).to(dtype)
-    denominator = lengths.unsqueeze(0) + gold_size.unsqueeze(1)
-    is_negative = (overlap < lengths.unsqueeze(0)) & (gold_size > 0).unsqueeze(1)
-    f1_key = torch.div(2 * overlap * _F1_SCALE + denominator // 2, denominator, rounding_mode="floor")
-    f1_key = torch.where(is_negative, f1_key, torch.full_like(f1_key, -1))
-    sorted_key, order = f1_key.sort(dim=1, descending=True)
-    starts_group = torch.ones_like(sorted_key, dtype=torch.bool)
-    starts_group[:, 1:] = sorted_key[:, 1:] != sorted_key[:, :-1]
-    sorted_rank = starts_group.long().cumsum(dim=1) - 1
-    num_groups = torch.where(sorted_key >= 0, sorted_rank + 1, torch.zeros_like(sorted_rank)).amax(dim=1)
-    rank = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)
-    max_groups = _group_capacity(width, "not_subset_of_gold", num_labels, num_groups)
-    slot = torch.where(is_negative, rank, torch.full_like(rank, max_groups))
-    hardest = torch.zeros(batch_size, max_groups + 1, dtype=dtype, device=probs.device)
-    hardest = hardest.scatter_reduce(1, slot, scores, reduce="amax", include_self=False)[:, :max_groups]
-    group_ids = torch.arange(max_groups, device=probs.device)
-    valid = group_ids.unsqueeze(0) < num_groups.unsqueeze(1)
-    groups = num_groups.clamp(min=1).to(dtype)
-    positive = F.relu(hardest - gold_score.unsqueeze(1) + pos_margin)
-    loss_pn = (positive * valid).sum(dim=1) / groups
-    distance = (group_ids.unsqueeze(0) - group_ids.unsqueeze(1)).unsqueeze(0)
-    pair_valid = (distance >= 1) & valid.unsqueeze(1) & valid.unsqueeze(2)
-    pair_terms = F.relu(hardest.unsqueeze(1) - hardest.unsqueeze(2) + distance.to(dtype) * neg_margin)
-    pair_weight = 1.0 / (num_groups.view(-1, 1, 1) - distance).clamp(min=1).to(dtype)
-    loss_nn = (pair_terms * pair_weight * pair_valid).sum(dim=(1, 2))
-    per_document = (loss_pn + loss_nn) / groups
-    has_groups = num_groups > 0
-    return (per_document * has_groups).sum() / has_groups.sum().clamp(min=1).to(dtype)
+    """The library's ranking step (default negatives) from sequence scores and gold overlaps."""
+    return hisr_loss_from_sequence_stats(probs, gold, scores, overlap, lengths, width, pos_margin, neg_margin)
 
 
 def sequence_index_nonzero(path_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

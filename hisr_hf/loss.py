@@ -97,21 +97,46 @@ def hisr_loss_from_sequences(
         )
     if seq_index.shape[0] != probs.shape[1]:
         raise ValueError(f"The hierarchy has {seq_index.shape[0]} labels but probs has {probs.shape[1]} columns.")
-    batch_size, num_labels = probs.shape
+    batch_size = probs.shape[0]
     dtype = probs.dtype
     gold = labels > 0.5 if labels.is_floating_point() else labels.bool()
-    gold_size = gold.sum(dim=1)  # (B,)
 
     # Mean probability and gold overlap of every sequence: gather over the padded ancestor ids.
     padded_probs = F.pad(probs, (0, 1))
     padded_gold = F.pad(gold.long(), (0, 1))
     lengths = seq_len.to(probs.device)
-    # index_select on the flat index: its backward is a plain index_add, far cheaper on CPU than the
+    # index_select on the flat index: its backward is a plain index_add, cheaper on CPU than the
     # accumulating index_put that advanced indexing (`padded_probs[:, seq_index]`) differentiates into.
     flat_index = seq_index.reshape(-1)
     scores = padded_probs.index_select(1, flat_index).view(batch_size, *seq_index.shape).sum(dim=-1)
     scores = scores / lengths.to(dtype)  # (B, L)
     overlap = padded_gold.index_select(1, flat_index).view(batch_size, *seq_index.shape).sum(dim=-1)  # |seq(j) ∩ G|
+    return hisr_loss_from_sequence_stats(
+        probs, gold, scores, overlap, lengths, seq_index.shape[1], pos_margin, neg_margin, negatives
+    )
+
+
+def hisr_loss_from_sequence_stats(
+    probs: torch.Tensor,
+    gold: torch.Tensor,
+    scores: torch.Tensor,
+    overlap: torch.Tensor,
+    lengths: torch.Tensor,
+    width: int,
+    pos_margin: float = 0.5,
+    neg_margin: float = 0.15,
+    negatives: str = "not_subset_of_gold",
+) -> torch.Tensor:
+    """The ranking part of :func:`hisr_loss`, from per-sequence statistics however they were computed.
+
+    Args:
+        probs (`(B, L)`): label probabilities. gold (`(B, L)` bool): the gold sets.
+        scores (`(B, L)`): mean probability of every sequence. overlap (`(B, L)` long): `|seq(j) ∩ G|`.
+        lengths (`(L,)` long): `|seq(j)|`. width (`int`): the longest sequence (bounds the number of groups).
+    """
+    batch_size, num_labels = probs.shape
+    dtype = probs.dtype
+    gold_size = gold.sum(dim=1)  # (B,)
     gold_score = (probs * gold.to(dtype)).sum(dim=1) / gold_size.clamp(min=1).to(dtype)  # (B,)
 
     denominator = lengths.unsqueeze(0) + gold_size.unsqueeze(1)  # |seq(j)| + |G|
@@ -131,7 +156,7 @@ def hisr_loss_from_sequences(
     num_groups = torch.where(sorted_key >= 0, sorted_rank + 1, torch.zeros_like(sorted_rank)).amax(dim=1)  # K
     rank = torch.empty_like(sorted_rank).scatter_(1, order, sorted_rank)  # group rank of every sequence
 
-    max_groups = _group_capacity(seq_index.shape[1], negatives, num_labels, num_groups)
+    max_groups = _group_capacity(width, negatives, num_labels, num_groups)
     slot = torch.where(is_negative, rank, torch.full_like(rank, max_groups))  # non-negatives go to a spare slot
     hardest = torch.zeros(batch_size, max_groups + 1, dtype=dtype, device=probs.device)
     hardest = hardest.scatter_reduce(1, slot, scores, reduce="amax", include_self=False)[:, :max_groups]
