@@ -10,9 +10,8 @@
 * :func:`index_select_hisr_loss` -- the library's loss with one change: the gather over the padded
   ancestor ids is ``index_select`` on the flattened index instead of advanced indexing (the candidate fix,
   since adopted by the library: the two now agree).
-* :func:`sequence_index_nonzero` -- `hisr_hf.loss.sequence_index_from_path_matrix` without the
-  ``(L, L)`` int64 sort: the same padded index from ``nonzero`` (which is row-major, so ids come out
-  in id order), ``O(L^2)`` bool scan instead of ``O(L^2 log L)`` sort on an int64 copy.
+* :func:`sequence_index_sort` -- the library's former sequence-index build (a sort of an ``(L, L)`` int64
+  copy), against the ``nonzero`` build `hisr_hf.loss.sequence_index_from_path_matrix` uses now.
 """
 
 from __future__ import annotations
@@ -109,18 +108,12 @@ def _loss_from_scores(probs, gold, scores, overlap, lengths, width, pos_margin, 
     return hisr_loss_from_sequence_stats(probs, gold, scores, overlap, lengths, width, pos_margin, neg_margin)
 
 
-def sequence_index_nonzero(path_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Same output as `sequence_index_from_path_matrix` (ids in id order, padded with L), without the sort and
-    without any ``(L, L)`` int64 temporary (``bool.sum`` would make one): lengths come from the nonzero rows."""
+def sequence_index_sort(path_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The sequence-index build the library used before: sort an ``(L, L)`` int64 copy of the ids (the library now
+    builds the same index from ``nonzero``; this is kept to measure the difference)."""
     matrix = path_matrix.bool()
     num_labels = matrix.shape[0]
-    rows, cols = matrix.nonzero(as_tuple=True)  # row-major: ids of each row come out ascending
-    lengths = torch.bincount(rows, minlength=num_labels)
-    if bool((lengths == 0).any()):
-        raise ValueError("every sequence holds at least its own label")
-    width = int(lengths.max())
-    starts = lengths.cumsum(0) - lengths
-    position = torch.arange(rows.numel(), device=matrix.device) - starts[rows]
-    index = torch.full((num_labels, width), num_labels, dtype=torch.long, device=matrix.device)
-    index[rows, position] = cols
-    return index, lengths
+    lengths = matrix.sum(dim=1)
+    ids = torch.arange(num_labels, device=matrix.device).expand(num_labels, -1)
+    padded = torch.where(matrix, ids, torch.full_like(ids, num_labels))
+    return padded.sort(dim=1).values[:, : int(lengths.max())].contiguous(), lengths

@@ -21,15 +21,16 @@ def sequence_index_from_path_matrix(path_matrix: torch.Tensor) -> tuple[torch.Te
         raise ValueError(f"path_matrix must have shape (L, L), got {tuple(path_matrix.shape)}.")
     matrix = path_matrix.bool()
     num_labels = matrix.shape[0]
-    lengths = matrix.sum(dim=1)
+    # nonzero is row-major, so each row's ids come out ascending; no (L, L) int64 copy is made.
+    rows, cols = matrix.nonzero(as_tuple=True)
+    lengths = torch.bincount(rows, minlength=num_labels)
     if bool((lengths == 0).any()):
         empty = torch.nonzero(lengths == 0).flatten()[:10].tolist()
         raise ValueError(f"path_matrix rows {empty} are empty: every sequence holds at least its own label.")
     width = int(lengths.max())
-    # Sorting a row puts its member ids first (in id order) and the padding value L after them.
-    ids = torch.arange(num_labels, device=matrix.device).expand(num_labels, -1)
-    padded = torch.where(matrix, ids, torch.full_like(ids, num_labels))
-    index = padded.sort(dim=1).values[:, :width].contiguous()
+    position = torch.arange(rows.numel(), device=matrix.device) - (lengths.cumsum(0) - lengths)[rows]
+    index = torch.full((num_labels, width), num_labels, dtype=torch.long, device=matrix.device)
+    index[rows, position] = cols
     return index, lengths
 
 
