@@ -17,9 +17,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from hisr_hf.loss import hisr_loss_from_sequence_stats
+from hisr_hf.loss import hisr_loss_from_sequence_stats, hisr_loss_from_sequences
 
 
 def loop_hisr_loss(
@@ -79,7 +78,7 @@ def dense_hisr_loss(
     gold = labels > 0.5
     scores = (probs @ path_matrix_t) / seq_len.to(probs.dtype)  # (B, L)
     overlap = (gold.to(probs.dtype) @ path_matrix_t).round().long()  # exact: small integers
-    return _loss_from_scores(probs, gold, scores, overlap, seq_len, max_width, pos_margin, neg_margin)
+    return hisr_loss_from_sequence_stats(probs, gold, scores, overlap, seq_len, max_width, pos_margin, neg_margin)
 
 
 def index_select_hisr_loss(
@@ -90,22 +89,9 @@ def index_select_hisr_loss(
     pos_margin: float = 0.5,
     neg_margin: float = 0.15,
 ) -> torch.Tensor:
-    """`hisr_loss_from_sequences` with the gather written as ``index_select`` on the flattened index instead of
-    advanced indexing ``padded[:, seq_index]`` (same values; backward is ``index_add`` instead of
-    ``index_put_(accumulate=True)``)."""
-    batch_size = probs.shape[0]
-    gold = labels > 0.5
-    flat = seq_index.reshape(-1)
-    padded_probs = F.pad(probs, (0, 1))
-    padded_gold = F.pad(gold.long(), (0, 1))
-    scores = padded_probs.index_select(1, flat).view(batch_size, *seq_index.shape).sum(dim=-1) / seq_len.to(probs.dtype)
-    overlap = padded_gold.index_select(1, flat).view(batch_size, *seq_index.shape).sum(dim=-1)
-    return _loss_from_scores(probs, gold, scores, overlap, seq_len, seq_index.shape[1], pos_margin, neg_margin)
-
-
-def _loss_from_scores(probs, gold, scores, overlap, lengths, width, pos_margin, neg_margin) -> torch.Tensor:
-    """The library's ranking step (default negatives) from sequence scores and gold overlaps."""
-    return hisr_loss_from_sequence_stats(probs, gold, scores, overlap, lengths, width, pos_margin, neg_margin)
+    """The ``index_select`` gather over the flattened index (backward: ``index_add`` instead of
+    ``index_put_(accumulate=True)``). The library adopted it, so this is `hisr_loss_from_sequences` itself."""
+    return hisr_loss_from_sequences(probs, labels, seq_index, seq_len, pos_margin, neg_margin)
 
 
 def sequence_index_sort(path_matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
