@@ -51,7 +51,7 @@ class ModelArguments:
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
     structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
-    text_feature: str | None = field(default=None, metadata={"help": "'cls' (default) or 'pooler'."})
+    text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})
     node_dim: int | None = field(default=None, metadata={"help": "Size of each label node vector (default: hidden size)."})
     gcn_dropout: float | None = field(default=None, metadata={"help": "Dropout on the GCN messages (default 0.05)."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before the classifier."})

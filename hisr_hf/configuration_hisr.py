@@ -14,7 +14,7 @@ from .hierarchy import LabelHierarchy
 from .loss import NEGATIVE_MODES
 
 STRUCTURE_ENCODERS = ("gcn", "none")
-TEXT_FEATURES = ("cls", "pooler")
+TEXT_FEATURES = ("cls", "pooler", "mean")
 AUTO_MAP = {
     "AutoConfig": "configuration_hisr.HiSRConfig",
     "AutoModel": "modeling_hisr.BertForHierarchicalClassification",
@@ -42,7 +42,9 @@ class HiSRConfig(BertConfig):
             ablation).
         text_feature (`str`, defaults to `"cls"`):
             `"cls"`: the final hidden state of `[CLS]` (the paper); `"pooler"`: BERT's pooler (dense + tanh
-            over `[CLS]`), which with `structure_encoder="none"` is exactly `BertForSequenceClassification`.
+            over `[CLS]`), which with `structure_encoder="none"` is exactly `BertForSequenceClassification`;
+            `"mean"`: the mean of the final hidden states over the attended tokens (padding excluded), the
+            feature of mean-pooling sentence encoders such as all-MiniLM-L6-v2.
         node_dim (`int`, *optional*):
             Size of each label node vector. Defaults to `hidden_size` (the paper's released code).
         gcn_dropout (`float`, defaults to 0.05): dropout on the GCN messages (HiAGM's node dropout).

@@ -28,7 +28,7 @@ from transformers import BertConfig, BertForSequenceClassification
 from transformers.trainer_utils import HubStrategy
 from transformers.utils import logging
 
-from .model_card import ModelCardCallback, card_data_for, write_model_card
+from .model_card import TEXT_FEATURE_NAMES, ModelCardCallback, card_data_for, write_model_card
 from .modeling_hisr import HiSRPreTrainedModel
 
 logger = logging.get_logger(__name__)
@@ -231,7 +231,8 @@ def export_to_sequence_classification(model, save_directory: str | os.PathLike |
     if config.text_feature != "pooler":
         raise ValueError(
             "BertForSequenceClassification always applies BERT's pooler (dense + tanh) to [CLS] before its classifier, "
-            f"but this model was trained on the raw [CLS] state (text_feature={config.text_feature!r}) and has no "
+            f"but this model was trained on {TEXT_FEATURE_NAMES[config.text_feature]!r} (text_feature="
+            f"{config.text_feature!r}) and has no "
             "trained pooler, so the exported logits would differ. Train with "
             "HiSRConfig(structure_encoder='none', text_feature='pooler', ...) (run_htc.py: --structure_encoder none "
             "--text_feature pooler) to export it, or serve this model with handler.py / trust_remote_code."

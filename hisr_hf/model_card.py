@@ -57,6 +57,11 @@ CITATION = """@inproceedings{zhou-etal-2025-novel,
     publisher = "Association for Computational Linguistics",
     url = "https://aclanthology.org/2025.coling-main.378/",
 }"""
+TEXT_FEATURE_NAMES = {
+    "cls": "[CLS] hidden state",
+    "pooler": "BERT's pooler over [CLS]",
+    "mean": "mean of the token hidden states",
+}
 _SPLIT_NAMES = {"eval": "validation", "test": "test"}
 _METRIC_ROWS = (("Overall", ""), ("Path-constrained (C-)", "c_"), ("Path-based (P-)", "p_"))
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
@@ -320,7 +325,7 @@ def _template_context(model, card_data: HiSRModelCardData) -> dict[str, Any]:
             "node_dim": getattr(config, "node_dim", None),
             "gcn_dropout": getattr(config, "gcn_dropout", None),
             "text_feature": text_feature,
-            "text_feature_name": "BERT's pooler over [CLS]" if text_feature == "pooler" else "[CLS] hidden state",
+            "text_feature_name": TEXT_FEATURE_NAMES.get(text_feature, text_feature),
             "prior_from_data": getattr(config, "hierarchy_prior", None) is not None,
         },
         "hisr": {

@@ -309,6 +309,8 @@ class BertForHierarchicalClassification(HiSRPreTrainedModel):
         )
         if self.config.text_feature == "pooler":
             feature = outputs.pooler_output
+        elif self.config.text_feature == "mean":
+            feature = _masked_mean(outputs.last_hidden_state, attention_mask)
         else:
             feature = outputs.last_hidden_state[:, 0]
         if self.structure_encoder is not None:
@@ -348,6 +350,14 @@ class BertForHierarchicalClassification(HiSRPreTrainedModel):
         if return_dict is False:
             return output.to_tuple()
         return output
+
+
+def _masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of `hidden_states` (B, T, H) over the positions `attention_mask` (B, T) marks (all when `None`)."""
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    mask = attention_mask[:, : hidden_states.shape[1]].to(hidden_states.dtype).unsqueeze(-1)
+    return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
 def _encoder_config_fields(name_or_path, **hub_kwargs) -> dict:

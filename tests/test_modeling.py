@@ -173,6 +173,21 @@ def test_text_feature_cls_is_the_final_cls_state(tree_hierarchy, make_tiny_model
     torch.testing.assert_close(model(**batch).logits, model.classifier(cls))
 
 
+@pytest.mark.parametrize("structure_encoder", ["none", "gcn"])
+def test_text_feature_mean_ignores_padding(tree_hierarchy, make_tiny_model, structure_encoder):
+    model = make_tiny_model(tree_hierarchy, structure_encoder=structure_encoder, text_feature="mean").eval()
+    assert model.bert.pooler is None
+    batch = inputs()
+    hidden = model.bert(**batch).last_hidden_state
+    real_tokens = batch["attention_mask"].sum(1)
+    expected = torch.stack([hidden[b, : real_tokens[b]].mean(0) for b in range(len(hidden))])
+    if structure_encoder == "none":
+        torch.testing.assert_close(model(**batch).logits, model.classifier(expected))
+    # Padding the batch further leaves the feature (and so the logits) unchanged.
+    padded = {key: torch.nn.functional.pad(value, (0, 4)) for key, value in batch.items()}
+    torch.testing.assert_close(model(**padded).logits, model(**batch).logits, rtol=1e-5, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------------- GCN
 def dense_gcn_reference(gcn, nodes: torch.Tensor, hierarchy: LabelHierarchy) -> torch.Tensor:
     """Spec 2.3 with dense adjacency matrices: gated top-down, bottom-up and self-loop messages, summed, ReLU."""
@@ -443,7 +458,7 @@ def test_start_from_a_pretraining_checkpoint_with_prefixed_keys(tmp_path, tiny_c
     "kwargs, message",
     [
         ({"structure_encoder": "transformer"}, r"structure_encoder must be one of \['gcn', 'none'\], got 'transformer'"),
-        ({"text_feature": "mean"}, r"text_feature must be one of \['cls', 'pooler'\], got 'mean'"),
+        ({"text_feature": "max"}, r"text_feature must be one of \['cls', 'pooler', 'mean'\], got 'max'"),
         ({"hisr_weight": -0.1}, r"hisr_weight must be >= 0, got -0.1"),
         ({"hisr_neg_margin": -1}, r"hisr_neg_margin must be >= 0, got -1"),
         ({"hisr_negatives": "all"}, r"hisr_negatives must be one of \['not_subset_of_gold', 'f1_below_one'\], got 'all'"),
