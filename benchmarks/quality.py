@@ -33,6 +33,7 @@ Usage (see benchmarks/README.md):
     python benchmarks/quality.py --dataset 20ng --variants bert hisr --seeds 1 2 3 4 5
     python benchmarks/quality.py --dataset aapd --variants hisr --node_dim 384 300 128
     python benchmarks/quality.py --dataset aapd --variants bert hisr --lr_sweep 5e-5 1e-4 2e-4 --seeds 1  # dev only
+    python benchmarks/quality.py --dataset 20ng --variants hisr --sweep hisr_weight 0.01 0.1 1         # dev only
     python benchmarks/quality.py --dataset 20ng --calibrate             # docs/s here and the budget's time estimate
     python benchmarks/quality.py --dataset 20ng --full                  # the paper's budget (meant for a GPU)
 """
@@ -52,7 +53,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -197,6 +198,13 @@ class QualityArguments:
     lr_sweep: list[float] | None = field(
         default=None, metadata={"help": "Dev-only learning-rate sweep over these values (no test scores)."}
     )
+    sweep: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Dev-only sweep of one run_htc argument: NAME VALUE [VALUE ...], e.g. --sweep hisr_weight 0.01 0.1 1 "
+            "(no test scores; results/sweep_<NAME>_<dataset>.{md,json})."
+        },
+    )
     calibrate: bool = field(
         default=False, metadata={"help": "Measure training/inference docs/s and estimate the budget's time."}
     )
@@ -216,6 +224,24 @@ class QualityArguments:
             raise ValueError("--seeds needs at least one seed.")
         if self.node_dim is not None and any(d < 1 for d in self.node_dim):
             raise ValueError(f"--node_dim values must be positive, got {self.node_dim}.")
+
+    def swept(self) -> tuple[str, list[str]]:
+        """(run_htc argument, values) of a dev-only sweep."""
+        if self.lr_sweep and self.sweep:
+            raise ValueError("Give either --lr_sweep or --sweep, not both.")
+        if self.lr_sweep:
+            return "learning_rate", [f"{value:g}" for value in self.lr_sweep]
+        name, *values = self.sweep
+        name = name.removeprefix("--")
+        known = run_htc_argument_names()
+        if name not in known:
+            raise ValueError(
+                f"--sweep: run_htc.py has no argument --{name}; e.g. "
+                f"{', '.join(n for n in sorted(known) if n.startswith('hisr_'))}, node_dim, learning_rate."
+            )
+        if not values:
+            raise ValueError(f"--sweep {name} needs at least one value, e.g. --sweep {name} 0.01 0.1.")
+        return name, values
 
     def budget(self) -> Budget:
         budget = FULL_BUDGET if self.full else SHORT_BUDGETS[self.dataset]
@@ -247,6 +273,19 @@ class QualityArguments:
             else:
                 chosen[name] = (label, flags)
         return chosen
+
+
+def run_htc_argument_names() -> set[str]:
+    """The argument names `examples/run_htc.py` accepts (its three argument dataclasses)."""
+    spec = importlib.util.spec_from_file_location("run_htc", RUN_HTC)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve their annotations through the module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
+    classes = (module.ModelArguments, module.DataTrainingArguments, module.HTCTrainingArguments)
+    return {f.name for cls in classes for f in fields(cls)}
 
 
 def default_encoder() -> str:
@@ -355,10 +394,11 @@ def prepare_data(args: QualityArguments, budget: Budget, write: bool = True) -> 
 
 
 # ============================================================================================ neural runs
-def run_dir(args: QualityArguments, variant: str, seed: int, sweep_lr: float | None = None) -> Path:
+def run_dir(args: QualityArguments, variant: str, seed: int, sweep: tuple[str, str] | None = None) -> Path:
     base = Path(args.output_dir) / args.dataset
-    if sweep_lr is not None:
-        return base / "lr_sweep" / f"{variant}_lr{sweep_lr:g}" / f"seed{seed}"
+    if sweep is not None:
+        name, value = sweep
+        return base / "sweeps" / name / f"{variant}_{value}" / f"seed{seed}"
     return base / variant / f"seed{seed}"
 
 
@@ -470,12 +510,17 @@ def run_neural(
     label: str,
     flags: list[str],
     seed: int,
-    sweep_lr: float | None = None,
+    sweep: tuple[str, str] | None = None,
 ) -> dict:
-    out = run_dir(args, variant, seed, sweep_lr)
+    """Train and score one variant and seed; with `sweep=(name, value)` a dev-only run with that run_htc value."""
+    out = run_dir(args, variant, seed, sweep)
     result_file = out / "result.json"
-    run_budget = replace(budget, learning_rate=sweep_lr) if sweep_lr is not None else budget
-    command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep_lr is None)
+    run_budget = budget
+    if sweep is not None and sweep[0] == "learning_rate":
+        run_budget = replace(budget, learning_rate=float(sweep[1]))
+    elif sweep is not None:
+        flags = [*flags, f"--{sweep[0]}", sweep[1]]
+    command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep is None)
     if args.skip_existing and result_file.is_file():
         previous = json.loads(result_file.read_text(encoding="utf-8"))
         if previous.get("status") == "ok" and previous.get("command") == command:
@@ -489,9 +534,8 @@ def run_neural(
         shutil.rmtree(out)  # run_htc would resume from a stale checkpoint in an old output dir
     out.mkdir(parents=True)
     env = run_environment(args)
-    logger.info(
-        "%s seed %d%s: training (log: %s)", variant, seed, f" lr {sweep_lr:g}" if sweep_lr else "", out / "log.txt"
-    )
+    swept = f" {sweep[0]}={sweep[1]}" if sweep else ""
+    logger.info("%s seed %d%s: training (log: %s)", variant, seed, swept, out / "log.txt")
     started = time.perf_counter()
     with open(out / "log.txt", "w", encoding="utf-8") as log:
         completed = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -671,66 +715,72 @@ def benchmark(args: QualityArguments) -> int:
     return 1 if any(e.get("failed_seeds") for e in summary.values()) else 0
 
 
-def lr_sweep(args: QualityArguments) -> int:
-    """Dev-only sweep: every (variant, lr, seed) is trained and scored on dev; no test document is looked at."""
+def sweep(args: QualityArguments) -> int:
+    """Dev-only sweep of one run_htc argument: every (variant, value, seed) is trained and scored on dev; no test
+    document is looked at. `--lr_sweep v ...` is `--sweep learning_rate v ...`."""
+    name, values = args.swept()
     budget = args.budget()
     data = prepare_data(args, budget, write=not args.dry_run)
     started = time.perf_counter()
     rows = []
     variants = args.neural_variants()
-    tasks = [(variant, lr, seed) for seed in args.seeds for lr in args.lr_sweep for variant in variants]
+    tasks = [(variant, value, seed) for seed in args.seeds for value in values for variant in variants]
     outcomes = _run_all(
-        args, tasks, lambda t: run_neural(args, data, budget, t[0], *variants[t[0]], t[2], sweep_lr=t[1])
+        args, tasks, lambda t: run_neural(args, data, budget, t[0], *variants[t[0]], t[2], sweep=(name, t[1]))
     )
-    for (variant, lr, seed), result in sorted(zip(tasks, outcomes), key=lambda pair: pair[0]):
+    for (variant, value, seed), result in zip(tasks, outcomes):
         if result.get("status") == "ok":
             dev = result["dev"]
-            rows.append({"variant": variant, "learning_rate": lr, "seed": seed, "dev_micro_f1": dev.get("micro_f1"),
+            rows.append({"variant": variant, name: value, "seed": seed, "dev_micro_f1": dev.get("micro_f1"),
                          "dev_macro_f1": dev.get("macro_f1"), "best_epoch": dev.get("epoch"),
                          "wall_time_s": result["wall_time_s"]})  # fmt: skip
         elif result.get("status") == "failed":
-            rows.append({"variant": variant, "learning_rate": lr, "seed": seed, "failed": True})
+            rows.append({"variant": variant, name: value, "seed": seed, "failed": True})
     if args.dry_run:
         return 0
-    by_lr = {}
-    for lr in args.lr_sweep:
-        values = [r["dev_micro_f1"] for r in rows if r["learning_rate"] == lr and not r.get("failed")]
-        macro = [r["dev_macro_f1"] for r in rows if r["learning_rate"] == lr and not r.get("failed")]
-        if values:
-            by_lr[lr] = {
-                "dev_micro_f1": statistics.fmean(values),
-                "dev_macro_f1": statistics.fmean(macro),
-                "runs": len(values),
+    order = {value: i for i, value in enumerate(values)}
+    rows.sort(key=lambda r: (r["variant"], order[r[name]], r["seed"]))
+    by_value = {}
+    for value in values:
+        done = [r for r in rows if r[name] == value and not r.get("failed")]
+        if done:
+            by_value[value] = {
+                "dev_micro_f1": statistics.fmean(r["dev_micro_f1"] for r in done),
+                "dev_macro_f1": statistics.fmean(r["dev_macro_f1"] for r in done),
+                "runs": len(done),
             }
-    best_lr = max(by_lr, key=lambda lr: by_lr[lr]["dev_micro_f1"]) if by_lr else None
+    best = max(by_value, key=lambda v: by_value[v]["dev_micro_f1"]) if by_value else None
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    swept_budget = {k: v for k, v in asdict(budget).items() if k != "learning_rate"}
-    report = {"dataset": args.dataset, "budget_except_lr": swept_budget, "data": data.manifest, "runs": rows,
-              "mean_over_variants_and_seeds": {f"{lr:g}": v for lr, v in by_lr.items()},
-              "best_learning_rate": best_lr, "selected_on": "mean dev micro_f1 over variants and seeds",
+    stem = f"{'lr_sweep' if name == 'learning_rate' else 'sweep_' + name}_{args.dataset}"
+    fixed = {k: v for k, v in asdict(budget).items() if k != name}
+    report = {"dataset": args.dataset, "swept": name, "values": values, "budget": fixed,
+              "run_htc_args": args.run_htc_args, "data": data.manifest, "runs": rows,
+              "mean_over_variants_and_seeds": by_value, "best": best,
+              "selected_on": "mean dev micro_f1 over variants and seeds",
               "wall_time_s": round(time.perf_counter() - started, 1), "environment": environment(args)}  # fmt: skip
-    (results_dir / f"lr_sweep_{args.dataset}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    lines = [f"# Learning-rate sweep on {args.dataset} (dev only)", "",
-             "Budget of quality.py except the learning rate: "
-             f"{json.dumps({k: v for k, v in asdict(budget).items() if k != 'learning_rate'})}.",
-             "Selection: the lr with the best mean dev Micro-F1 over the variants and seeds below.", "",
-             "| variant | lr | seed | dev Micro-F1 | dev Macro-F1 | best epoch | s |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    (results_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    extra = f" Extra run_htc flags: `{' '.join(args.run_htc_args)}`." if args.run_htc_args else ""
+    lines = [f"# `{name}` sweep on {args.dataset} (dev only)", "",
+             f"Budget of quality.py except `{name}`: {json.dumps(fixed)}.{extra}",
+             f"Selection: the value with the best mean dev Micro-F1 over the variants and seeds below.", "",
+             f"| variant | {name} | seed | dev Micro-F1 | dev Macro-F1 | best epoch | s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         if r.get("failed"):
-            lines.append(f"| {r['variant']} | {r['learning_rate']:g} | {r['seed']} | failed | | | |")
+            lines.append(f"| {r['variant']} | {r[name]} | {r['seed']} | failed | | | |")
         else:
-            lines.append(f"| {r['variant']} | {r['learning_rate']:g} | {r['seed']} | {100 * r['dev_micro_f1']:.2f} | "
+            lines.append(f"| {r['variant']} | {r[name]} | {r['seed']} | {100 * r['dev_micro_f1']:.2f} | "
                          f"{100 * r['dev_macro_f1']:.2f} | {r['best_epoch']:g} | {r['wall_time_s']:.0f} |")  # fmt: skip
-    lines += ["", "| lr | mean dev Micro-F1 | mean dev Macro-F1 | runs |", "|---:|---:|---:|---:|"]
+    lines += ["", f"| {name} | mean dev Micro-F1 | mean dev Macro-F1 | runs |", "|---:|---:|---:|---:|"]
     lines += [
-        f"| {lr:g} | {100 * v['dev_micro_f1']:.2f} | {100 * v['dev_macro_f1']:.2f} | {v['runs']} |"
-        for lr, v in by_lr.items()
+        f"| {value} | {100 * v['dev_micro_f1']:.2f} | {100 * v['dev_macro_f1']:.2f} | {v['runs']} |"
+        for value, v in by_value.items()
     ]
-    lines += ["", f"Best on dev: lr = {best_lr:g}." if best_lr else "No successful run."]
-    (results_dir / f"lr_sweep_{args.dataset}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    lines += ["", f"Best on dev: {name} = {best}." if best is not None else "No successful run."]
+    (results_dir / f"{stem}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print("\n".join(lines))
-    return 0 if best_lr else 1
+    return 0 if best is not None else 1
 
 
 def calibrate(args: QualityArguments) -> int:
@@ -816,8 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     logger.propagate = False
     if args.calibrate:
         return calibrate(args)
-    if args.lr_sweep:
-        return lr_sweep(args)
+    if args.lr_sweep or args.sweep:
+        return sweep(args)
     return benchmark(args)
 
 
