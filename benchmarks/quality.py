@@ -763,7 +763,7 @@ def sweep(args: QualityArguments) -> int:
     extra = f" Extra run_htc flags: `{' '.join(args.run_htc_args)}`." if args.run_htc_args else ""
     lines = [f"# `{name}` sweep on {args.dataset} (dev only)", "",
              f"Budget of quality.py except `{name}`: {json.dumps(fixed)}.{extra}",
-             f"Selection: the value with the best mean dev Micro-F1 over the variants and seeds below.", "",
+             "Selection: the value with the best mean dev Micro-F1 over the variants and seeds below.", "",
              f"| variant | {name} | seed | dev Micro-F1 | dev Macro-F1 | best epoch | s |",
              "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
