@@ -25,7 +25,8 @@ Outputs:
   checkpoint, wall time, throughput, parameter count, the exact command), next to run_htc's own `all_results.json`;
 - `benchmarks/runs/<dataset>/data/`: the document subsets every variant used, with `manifest.json`;
 - `benchmarks/results/quality_<dataset>.{md,json,png}`: the table (mean ± std over seeds), the summary, and the
-  per-level Macro-F1 chart (`benchmarks/quality_report.py`).
+  per-level Macro-F1 chart (`benchmarks/quality_report.py`); with `--tag T`, `quality_<dataset>_T.*` and run
+  folders `<variant>-T/`.
 
 Usage (see benchmarks/README.md):
 
@@ -47,6 +48,7 @@ import math
 import os
 import platform
 import random
+import re
 import resource
 import shutil
 import statistics
@@ -211,6 +213,13 @@ class QualityArguments:
     dry_run: bool = field(default=False, metadata={"help": "Print the commands and the data subsets, run nothing."})
     skip_existing: bool = field(default=False, metadata={"help": "Reuse runs whose result.json says they succeeded."})
     keep_models: bool = field(default=False, metadata={"help": "Keep the weights and checkpoints of every run."})
+    tag: str | None = field(
+        default=None,
+        metadata={
+            "help": "Name for a non-default setting (e.g. with --run_htc_args): results go to "
+            "quality_<dataset>_<tag>.*, runs to runs/<dataset>/<variant>-<tag>/, so the default results stay."
+        },
+    )
     output_dir: str = field(default=str(REPO / "benchmarks" / "runs"), metadata={"help": "Run folders."})
     results_dir: str = field(
         default=str(REPO / "benchmarks" / "results"), metadata={"help": "Tables, charts, summaries."}
@@ -222,6 +231,8 @@ class QualityArguments:
             raise ValueError(f"--variants {unknown} unknown; choose from {list(ALL_VARIANTS)}.")
         if not self.seeds:
             raise ValueError("--seeds needs at least one seed.")
+        if self.tag is not None and not re.fullmatch(r"[A-Za-z0-9][\w.-]*", self.tag):
+            raise ValueError(f"--tag must be letters, digits, '.', '_' or '-' (a file name part), got {self.tag!r}.")
         if self.node_dim is not None and any(d < 1 for d in self.node_dim):
             raise ValueError(f"--node_dim values must be positive, got {self.node_dim}.")
 
@@ -399,7 +410,7 @@ def run_dir(args: QualityArguments, variant: str, seed: int, sweep: tuple[str, s
     if sweep is not None:
         name, value = sweep
         return base / "sweeps" / name / f"{variant}_{value}" / f"seed{seed}"
-    return base / variant / f"seed{seed}"
+    return base / (f"{variant}-{args.tag}" if args.tag else variant) / f"seed{seed}"
 
 
 def run_htc_command(
@@ -679,7 +690,7 @@ def benchmark(args: QualityArguments) -> int:
     summary = aggregate(results)
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"quality_{args.dataset}" + ("_full" if args.full else "")
+    stem = f"quality_{args.dataset}" + ("_full" if args.full else "") + (f"_{args.tag}" if args.tag else "")
     report = {
         "dataset": args.dataset,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -707,6 +718,7 @@ def benchmark(args: QualityArguments) -> int:
         manifest_path=f"{Path(args.output_dir).name}/{args.dataset}/data/manifest.json",
         budget=asdict(budget),
         wall_time_s=wall,
+        extra_flags=args.run_htc_args,
     )
     (results_dir / f"{stem}.md").write_text(markdown, encoding="utf-8")
     plot_levels(summary, args.dataset, data.hierarchy.max_depth, results_dir / f"{stem}.png")

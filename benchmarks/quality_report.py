@@ -76,6 +76,7 @@ def markdown_report(
     manifest_path: str,
     budget: dict,
     wall_time_s: float,
+    extra_flags: list[str] | None = None,
 ) -> str:
     """The comparison table (test F1 in %, mean ± std), notes on data, budget and the peer, and one
     `format_metrics_table` per variant."""
@@ -125,7 +126,7 @@ def markdown_report(
         f"- Budget: max length {budget['max_seq_length']}, batch {budget['batch_size']}, lr "
         f"{budget['learning_rate']:g} (linear decay, warmup {budget['warmup']:g}), up to "
         f"{budget['num_train_epochs']:g} epochs, early stopping patience {budget['early_stopping_patience']} "
-        "(dev Micro- and Macro-F1).",
+        "(dev Micro- and Macro-F1)." + (f" Extra run_htc flags: `{' '.join(extra_flags)}`." if extra_flags else ""),
         (
             f"- Macro-F1 averages over all labels of the hierarchy; {unsupported:g} label(s) have no gold document "
             "in this test set and count as F1 = 0."
