@@ -586,8 +586,8 @@ def run_neural(
             _cleanup(out)
         test = result["test"]
         logger.info(
-            "%s seed %d: %.0f s, dev micro %.4f, test micro %s macro %s",
-            variant, seed, wall, result["dev"].get("micro_f1", float("nan")),
+            "%s seed %d%s: %.0f s, dev micro %.4f, test micro %s macro %s",
+            variant, seed, swept, wall, result["dev"].get("micro_f1", float("nan")),
             f"{test['micro_f1']:.4f}" if "micro_f1" in test else "-", f"{test['macro_f1']:.4f}" if "macro_f1" in test else "-",
         )  # fmt: skip
     result_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
