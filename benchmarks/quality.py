@@ -217,7 +217,8 @@ class QualityArguments:
         default=None,
         metadata={
             "help": "Name for a non-default setting (e.g. with --run_htc_args): results go to "
-            "quality_<dataset>_<tag>.*, runs to runs/<dataset>/<variant>-<tag>/, so the default results stay."
+            "quality_<dataset>_<tag>.* (sweeps: sweep_<name>_<dataset>_<tag>.*), runs to "
+            "runs/<dataset>/<variant>-<tag>/, so the default results stay."
         },
     )
     output_dir: str = field(default=str(REPO / "benchmarks" / "runs"), metadata={"help": "Run folders."})
@@ -409,7 +410,7 @@ def run_dir(args: QualityArguments, variant: str, seed: int, sweep: tuple[str, s
     base = Path(args.output_dir) / args.dataset
     if sweep is not None:
         name, value = sweep
-        return base / "sweeps" / name / f"{variant}_{value}" / f"seed{seed}"
+        return base / "sweeps" / (f"{name}-{args.tag}" if args.tag else name) / f"{variant}_{value}" / f"seed{seed}"
     return base / (f"{variant}-{args.tag}" if args.tag else variant) / f"seed{seed}"
 
 
@@ -764,7 +765,9 @@ def sweep(args: QualityArguments) -> int:
     best = max(by_value, key=lambda v: by_value[v]["dev_micro_f1"]) if by_value else None
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{'lr_sweep' if name == 'learning_rate' else 'sweep_' + name}_{args.dataset}"
+    stem = f"{'lr_sweep' if name == 'learning_rate' else 'sweep_' + name}_{args.dataset}" + (
+        f"_{args.tag}" if args.tag else ""
+    )
     fixed = {k: v for k, v in asdict(budget).items() if k != name}
     report = {"dataset": args.dataset, "swept": name, "values": values, "budget": fixed,
               "run_htc_args": args.run_htc_args, "data": data.manifest, "runs": rows,
