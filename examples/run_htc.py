@@ -55,7 +55,13 @@ class ModelArguments:
     node_dim: int | None = field(default=None, metadata={"help": "Size of each label node vector (default: hidden size)."})
     gcn_dropout: float | None = field(default=None, metadata={"help": "Dropout on the GCN messages (default 0.05)."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before the classifier."})
-    hisr_weight: float | None = field(default=None, metadata={"help": "alpha, weight of the HiSR loss (default 0.01); 0 = - HiSR."})
+    hisr_weight: float | None = field(
+        default=None,
+        metadata={
+            "help": "alpha, weight of the HiSR loss (default 0.01, the paper's); 0 = - HiSR. Short runs did best with "
+            "3-10, chosen on dev (BENCHMARKS.md)."
+        },
+    )
     hisr_pos_margin: float | None = field(default=None, metadata={"help": "Gold-vs-negative margin (default 0.5)."})
     hisr_neg_margin: float | None = field(default=None, metadata={"help": "Negative-vs-negative margin (default 0.15)."})
     hisr_negatives: str | None = field(
