@@ -237,6 +237,10 @@ class QualityArguments:
         if self.node_dim is not None and any(d < 1 for d in self.node_dim):
             raise ValueError(f"--node_dim values must be positive, got {self.node_dim}.")
 
+    def tagged(self, name: str, separator: str) -> str:
+        """`name` with `--tag` appended (`name<separator><tag>`), or `name` without a tag."""
+        return f"{name}{separator}{self.tag}" if self.tag else name
+
     def swept(self) -> tuple[str, list[str]]:
         """(run_htc argument, values) of a dev-only sweep."""
         if self.lr_sweep and self.sweep:
@@ -410,8 +414,8 @@ def run_dir(args: QualityArguments, variant: str, seed: int, sweep: tuple[str, s
     base = Path(args.output_dir) / args.dataset
     if sweep is not None:
         name, value = sweep
-        return base / "sweeps" / (f"{name}-{args.tag}" if args.tag else name) / f"{variant}_{value}" / f"seed{seed}"
-    return base / (f"{variant}-{args.tag}" if args.tag else variant) / f"seed{seed}"
+        return base / "sweeps" / args.tagged(name, "-") / f"{variant}_{value}" / f"seed{seed}"
+    return base / args.tagged(variant, "-") / f"seed{seed}"
 
 
 def run_htc_command(
@@ -691,7 +695,7 @@ def benchmark(args: QualityArguments) -> int:
     summary = aggregate(results)
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"quality_{args.dataset}" + ("_full" if args.full else "") + (f"_{args.tag}" if args.tag else "")
+    stem = args.tagged(f"quality_{args.dataset}" + ("_full" if args.full else ""), "_")
     report = {
         "dataset": args.dataset,
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
@@ -765,9 +769,7 @@ def sweep(args: QualityArguments) -> int:
     best = max(by_value, key=lambda v: by_value[v]["dev_micro_f1"]) if by_value else None
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{'lr_sweep' if name == 'learning_rate' else 'sweep_' + name}_{args.dataset}" + (
-        f"_{args.tag}" if args.tag else ""
-    )
+    stem = args.tagged(f"{'lr_sweep' if name == 'learning_rate' else 'sweep_' + name}_{args.dataset}", "_")
     fixed = {k: v for k, v in asdict(budget).items() if k != name}
     report = {"dataset": args.dataset, "swept": name, "values": values, "budget": fixed,
               "run_htc_args": args.run_htc_args, "data": data.manifest, "runs": rows,

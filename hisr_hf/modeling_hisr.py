@@ -356,7 +356,7 @@ def _masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | Non
     """Mean of `hidden_states` (B, T, H) over the positions `attention_mask` (B, T) marks (all when `None`)."""
     if attention_mask is None:
         return hidden_states.mean(dim=1)
-    mask = attention_mask[:, : hidden_states.shape[1]].to(hidden_states.dtype).unsqueeze(-1)
+    mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
