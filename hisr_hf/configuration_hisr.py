@@ -1,4 +1,4 @@
-"""Configuration of `BertForHierarchicalClassification`.
+"""Configuration of the HiSR hierarchical classifiers (`HiSRForHierarchicalClassification`).
 
 This file travels with every checkpoint (``trust_remote_code``).
 """
@@ -8,28 +8,50 @@ from __future__ import annotations
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
-from transformers import BertConfig
+from transformers import AutoConfig, BertConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
 
 from .hierarchy import LabelHierarchy
 from .loss import NEGATIVE_MODES
 
+HEADS = ("hiagm_tp", "factorized")
 STRUCTURE_ENCODERS = ("gcn", "none")
 TEXT_FEATURES = ("cls", "pooler", "mean")
 AUTO_MAP = {
     "AutoConfig": "configuration_hisr.HiSRConfig",
-    "AutoModel": "modeling_hisr.BertForHierarchicalClassification",
-    "AutoModelForSequenceClassification": "modeling_hisr.BertForHierarchicalClassification",
+    "AutoModel": "modeling_hisr.HiSRForHierarchicalClassification",
+    "AutoModelForSequenceClassification": "modeling_hisr.HiSRForHierarchicalClassification",
 }
+# Encoder families the tests build and round-trip; any other `AutoModel` encoder is accepted too.
+TESTED_ENCODERS = ("bert", "roberta", "xlm-roberta", "deberta-v2", "distilbert", "electra", "modernbert")
+# Fields of the flat BERT configuration that hisr_hf 0.1 stored at the top level of config.json. They now live in
+# the `text_encoder` sub-config; `classifier_dropout` belongs to the head and stays at the top.
+_FLAT_BERT_FIELDS = frozenset(BertConfig.__dataclass_fields__) - frozenset(PreTrainedConfig.__dataclass_fields__) - {
+    "classifier_dropout"
+}
+_ENCODER_ARCHITECTURE_FIELDS = _FLAT_BERT_FIELDS - {
+    "use_cache", "tie_word_embeddings", "pad_token_id", "bos_token_id", "eos_token_id", "is_decoder", "add_cross_attention"
+}
+# Factorized head: the default node_dim keeps (num_labels * node_dim) near this many values per document, so the
+# GCN's activations stay bounded at thousands of labels (benchmarks/BENCHMARKS.md, "Scale").
+_FACTORIZED_NODE_BUDGET = 1_000_000
+_FACTORIZED_MIN_NODE_DIM = 32
+# The factorized head's label vectors are small and start near zero; they need a larger step than the encoder.
+FACTORIZED_HEAD_LEARNING_RATE = 1e-2
 
 
 @strict(accept_kwargs=True)
-class HiSRConfig(BertConfig):
+class HiSRConfig(PreTrainedConfig):
     r"""
-    Configuration of [`BertForHierarchicalClassification`]: every field of [`BertConfig`] plus the label
-    hierarchy and the HiSR hyper-parameters. Everything needed to rebuild the model is here, so a saved
-    `config.json` is enough to load it anywhere.
+    Configuration of [`HiSRForHierarchicalClassification`]: a text encoder (any `AutoModel` encoder, held as the
+    `text_encoder` sub-config), the label hierarchy, the hierarchy head and the HiSR hyper-parameters. Everything
+    needed to rebuild the model is here, so a saved `config.json` is enough to load it anywhere.
 
     Args:
+        text_encoder (`PreTrainedConfig` or `dict`, *optional*):
+            The encoder's configuration (`AutoConfig.from_pretrained("roberta-base")`, or its `to_dict()` with a
+            `model_type`). Defaults to a BERT configuration. As in hisr_hf 0.1, BERT fields given directly
+            (`HiSRConfig(hidden_size=32, num_hidden_layers=2, ...)`) build a BERT encoder configuration.
         hierarchy (`LabelHierarchy` or `dict`, *optional*):
             The label hierarchy (`LabelHierarchy.to_dict()` form once stored). Sets `id2label`, `label2id` and
             `problem_type="multi_label_classification"`.
@@ -37,17 +59,30 @@ class HiSRConfig(BertConfig):
             `{parent: {child: P(child | parent)}}` from the training labels (`LabelHierarchy.prior`); it
             initialises the top-down GCN edge weights. `None` means `1 / number of children` until a trainer
             fills it from the training set.
+        head (`str`, defaults to `"hiagm_tp"`):
+            `"hiagm_tp"`: the paper's HiAGM-TP head, a `hidden_size -> num_labels * node_dim` text propagation and a
+            flattened `num_labels * node_dim -> num_labels` classifier (parameters grow as `num_labels ** 2`).
+            `"factorized"`: the same structure with `O(hidden_size * node_dim + num_labels * node_dim)` parameters:
+            one projection of the text feature shared by all labels, modulated by a learned vector and bias per
+            label, the same hierarchy GCN, and one scoring vector per label. Use it for hundreds of labels and more.
         structure_encoder (`str`, defaults to `"gcn"`):
-            `"gcn"` (HiAGM-TP: text propagation + hierarchy GCN) or `"none"` (`[CLS]` -> linear, the "- GCN"
-            ablation).
+            `"gcn"` (the head above with its hierarchy GCN) or `"none"` (text feature -> linear, the "- GCN"
+            ablation; `head` is then unused).
         text_feature (`str`, defaults to `"cls"`):
-            `"cls"`: the final hidden state of `[CLS]` (the paper); `"pooler"`: BERT's pooler (dense + tanh
-            over `[CLS]`), which with `structure_encoder="none"` is exactly `BertForSequenceClassification`;
+            `"cls"`: the final hidden state of the first token (the paper); `"pooler"`: the encoder's pooler (BERT,
+            RoBERTa, XLM-R), which with `structure_encoder="none"` is exactly `BertForSequenceClassification`;
             `"mean"`: the mean of the final hidden states over the attended tokens (padding excluded), the
             feature of mean-pooling sentence encoders such as all-MiniLM-L6-v2.
         node_dim (`int`, *optional*):
-            Size of each label node vector. Defaults to `hidden_size` (the paper's released code).
+            Size of each label node vector. Defaults to the encoder's hidden size (the paper's released code); for
+            `head="factorized"` to `min(hidden_size, max(32, 1_000_000 // num_labels))` (the hidden size up to
+            ~2,600 labels for a 384-wide encoder; 100 at 10,000 labels).
+        classifier_dropout (`float`, *optional*): dropout before the classifier; defaults to the encoder's
+            `hidden_dropout_prob` (0.1 where it has none).
         gcn_dropout (`float`, defaults to 0.05): dropout on the GCN messages (HiAGM's node dropout).
+        head_learning_rate (`float`, *optional*): learning rate of the head and the GCN when `HiSRTrainer` builds the
+            optimizer (the encoder keeps `TrainingArguments.learning_rate`). `None` means the encoder's rate for
+            `head="hiagm_tp"` and `1e-2` for `head="factorized"`.
         hisr_weight (`float`, defaults to 0.01): alpha, the weight of the HiSR loss; 0 is the "- HiSR" ablation.
         hisr_pos_margin (`float`, defaults to 0.5): gold-vs-negative margin.
         hisr_neg_margin (`float`, defaults to 0.15): negative-vs-negative margin per rank step.
@@ -59,23 +94,30 @@ class HiSRConfig(BertConfig):
 
     ```python
     >>> from hisr_hf import HiSRConfig, LabelHierarchy
+    >>> from transformers import RobertaConfig
     >>> hierarchy = LabelHierarchy.from_parents({"A": None, "B": None, "A.x": "A"})
-    >>> config = HiSRConfig(hierarchy=hierarchy, hidden_size=32, num_hidden_layers=2, num_attention_heads=2)
-    >>> config.num_labels, config.node_dim
-    (3, 32)
+    >>> encoder = RobertaConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37)
+    >>> config = HiSRConfig(text_encoder=encoder, hierarchy=hierarchy, head="factorized")
+    >>> config.num_labels, config.node_dim, config.text_encoder.model_type
+    (3, 32, 'roberta')
     ```
     """
 
     model_type = "hisr"
+    sub_configs_defaults = {"text_encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
     # Loss parts are scalars; the Trainer must not gather them as predictions.
     keys_to_ignore_at_inference = ["bce_loss", "hisr_loss", "node_loss"]
 
+    text_encoder: PreTrainedConfig | dict | None = None
     hierarchy: Any = None
     hierarchy_prior: Any = None
+    head: str = "hiagm_tp"
     structure_encoder: str = "gcn"
     text_feature: str = "cls"
     node_dim: int | None = None
+    classifier_dropout: float | int | None = None
     gcn_dropout: float | int = 0.05
+    head_learning_rate: float | int | None = None
     hisr_weight: float | int = 0.01
     hisr_pos_margin: float | int = 0.5
     hisr_neg_margin: float | int = 0.15
@@ -85,26 +127,78 @@ class HiSRConfig(BertConfig):
 
     def __post_init__(self, **kwargs):
         kwargs.pop("num_labels", None)  # the hierarchy decides the number of labels
+        if self.text_encoder is not None:
+            # Generic flags such as `use_cache` may sit on any config; architecture fields belong to the encoder.
+            clash = sorted(name for name in kwargs if name in _ENCODER_ARCHITECTURE_FIELDS)
+            if clash:
+                raise ValueError(
+                    f"Encoder field(s) {clash} were given next to text_encoder=; set them on the encoder "
+                    "configuration instead (text_encoder=AutoConfig.from_pretrained(..., hidden_size=...))."
+                )
+            flat = {}
+        else:
+            flat = {name: kwargs.pop(name) for name in list(kwargs) if name in _FLAT_BERT_FIELDS}
+        if flat:
+            # A hisr_hf 0.1 config.json (flat BertConfig fields), or BERT fields passed directly.
+            self.text_encoder = BertConfig(**flat)
         super().__post_init__(**kwargs)
+        _check_choice("head", self.head, HEADS)
         _check_choice("structure_encoder", self.structure_encoder, STRUCTURE_ENCODERS)
         _check_choice("text_feature", self.text_feature, TEXT_FEATURES)
         _check_choice("hisr_negatives", self.hisr_negatives, NEGATIVE_MODES)
         for name in ("hisr_weight", "hisr_pos_margin", "hisr_neg_margin", "hisr_node_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        if not 0 <= self.gcn_dropout < 1:
-            raise ValueError(f"gcn_dropout must be in [0, 1), got {self.gcn_dropout}.")
+        for name in ("gcn_dropout", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {value}.")
+        if self.head_learning_rate is not None and not self.head_learning_rate > 0:
+            raise ValueError(f"head_learning_rate must be > 0 (or None for the default), got {self.head_learning_rate}.")
         if self.hisr_node_top_k < 1:
             raise ValueError(f"hisr_node_top_k must be >= 1, got {self.hisr_node_top_k}.")
-        if self.node_dim is None:
-            self.node_dim = self.hidden_size
-        elif self.node_dim < 1:
-            raise ValueError(f"node_dim must be a positive int, got {self.node_dim}.")
         if getattr(self, "auto_map", None) is None:
             self.auto_map = dict(AUTO_MAP)
         if self.hierarchy is not None:
             self._set_hierarchy(self.hierarchy)
+        if self.node_dim is None:
+            self.node_dim = self.default_node_dim()
+        elif self.node_dim < 1:
+            raise ValueError(f"node_dim must be a positive int, got {self.node_dim}.")
 
+    # ------------------------------------------------------------------ encoder
+    @property
+    def hidden_size(self) -> int:
+        """Width of the encoder's hidden states (the text feature)."""
+        return int(self.text_encoder.hidden_size)
+
+    @property
+    def initializer_range(self) -> float:
+        """Standard deviation of the head's initial weights: the encoder's `initializer_range` (0.02 without)."""
+        return float(getattr(self.text_encoder, "initializer_range", 0.02))
+
+    def head_dropout(self) -> float:
+        """Dropout before the classifier: `classifier_dropout`, else the encoder's `hidden_dropout_prob`, else 0.1."""
+        if self.classifier_dropout is not None:
+            return float(self.classifier_dropout)
+        return float(getattr(self.text_encoder, "hidden_dropout_prob", 0.1))
+
+    def default_node_dim(self) -> int:
+        """The `node_dim` used when none is given (see the class docstring)."""
+        if self.head == "factorized" and self.hierarchy is not None:
+            budget = max(_FACTORIZED_MIN_NODE_DIM, _FACTORIZED_NODE_BUDGET // self.num_labels)
+            return min(self.hidden_size, budget)
+        return self.hidden_size
+
+    def default_head_learning_rate(self, encoder_learning_rate: float) -> float:
+        """`head_learning_rate`, or its default for the configured head given the encoder's learning rate."""
+        if self.head_learning_rate is not None:
+            return float(self.head_learning_rate)
+        if self.head == "factorized" and self.structure_encoder == "gcn":
+            return FACTORIZED_HEAD_LEARNING_RATE
+        return float(encoder_learning_rate)
+
+    # ------------------------------------------------------------------ hierarchy
     def _set_hierarchy(self, hierarchy: LabelHierarchy | dict) -> None:
         if isinstance(hierarchy, dict):
             hierarchy = LabelHierarchy.from_dict(hierarchy)
@@ -142,9 +236,9 @@ class HiSRConfig(BertConfig):
         """Store a `{parent: {child: P(child | parent)}}` prior after checking it against the hierarchy."""
         self.hierarchy_prior = None if prior is None else _validated_prior(prior, self.get_hierarchy())
 
-    def edge_prior(self) -> list[float]:
+    def edge_prior(self, hierarchy: LabelHierarchy | None = None) -> list[float]:
         """Prior weight of every parent link, in `LabelHierarchy.edges()` order."""
-        hierarchy = self.get_hierarchy()
+        hierarchy = hierarchy if hierarchy is not None else self.get_hierarchy()
         prior = self.hierarchy_prior if self.hierarchy_prior is not None else hierarchy.uniform_prior()
         labels = hierarchy.labels
         return [float(prior.get(labels[p], {}).get(labels[c], 0.0)) for p, c in hierarchy.edges()]

@@ -33,33 +33,24 @@ class LabelPathPrediction:
         return {"labels": self.labels, "paths": self.paths, "scores": self.scores}
 
 
-def consistent_mask(probs: torch.Tensor, path_matrix: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+def consistent_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float = 0.5) -> torch.Tensor:
     """Labels above ``threshold`` whose ancestors are all above it too: ``(B, L)`` bool.
 
     A label whose parent falls under the threshold is dropped rather than its parent added, so decoding can
-    only remove predictions, never invent them.
+    only remove predictions, never invent them. Works from the hierarchy's sequence index: ``O(B * L * depth)``.
     """
+    index, _ = hierarchy.sequence_index()
     above = probs > threshold
-    # A label survives when no member of its sequence is under the threshold.
-    missing = (~above).to(probs.dtype) @ path_matrix.to(probs.dtype).T
-    return above & (missing == 0)
+    padded = torch.cat([above, torch.ones_like(above[:, :1])], dim=1)  # the padding id L reads as "present"
+    return padded[:, index.to(probs.device)].all(dim=-1)
 
 
 def top_down_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float = 0.5) -> torch.Tensor:
     """Greedy single-path decoding: from the top, follow the most probable child while it is above
-    ``threshold``. Returns ``(B, L)`` bool with one (possibly empty) path per document."""
+    ``threshold``. Returns ``(B, L)`` bool with one (possibly empty) chain of parent links per document; in a
+    DAG the chain passes through one parent of each label, not all of them."""
     num_labels = hierarchy.num_labels
-    # children[p] padded with L; the top level is row L (the implicit Root).
-    children = [[] for _ in range(num_labels + 1)]
-    for parent, child in hierarchy.edges():
-        children[parent].append(child)
-    label2id = hierarchy.label2id
-    children[num_labels] = [label2id[label] for label in hierarchy.children(None)]
-    width = max(len(c) for c in children)
-    table = torch.full((num_labels + 1, max(width, 1)), num_labels, dtype=torch.long)
-    for row, ids in enumerate(children):
-        table[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-    table = table.to(probs.device)
+    table = hierarchy.children_index().to(probs.device)  # (L + 1, W); row L is the implicit root
     padded = torch.cat([probs, torch.full_like(probs[:, :1], float("-inf"))], dim=1)
     batch = torch.arange(probs.shape[0], device=probs.device)
     mask = torch.zeros(probs.shape[0], num_labels + 1, dtype=torch.bool, device=probs.device)
@@ -95,7 +86,7 @@ def decode_label_paths(
         raise ValueError(f"strategy must be one of {list(DECODING_STRATEGIES)}, got {strategy!r}.")
     probs = probs.detach().float()
     if strategy == "consistent":
-        mask = consistent_mask(probs, hierarchy.path_matrix().to(probs.device), threshold)
+        mask = consistent_mask(probs, hierarchy, threshold)
     else:
         mask = top_down_mask(probs, hierarchy, threshold)
     return predictions_from_mask(mask, probs, hierarchy)
@@ -150,21 +141,40 @@ def decode_pipeline_outputs(
 
 
 def predictions_from_mask(mask: torch.Tensor, probs: torch.Tensor, hierarchy: LabelHierarchy) -> list[LabelPathPrediction]:
-    """Turn an ancestor-closed ``(B, L)`` prediction mask into `LabelPathPrediction`s."""
+    """Turn a ``(B, L)`` prediction mask into `LabelPathPrediction`s.
+
+    Every path is a real chain of parent links made of predicted labels, from a top-level label down to a
+    predicted label none of whose children is predicted. In a DAG a label reached through two predicted parents
+    ends two paths. The work is proportional to the number of predicted labels, not to ``L``.
+    """
     labels = hierarchy.labels
-    edges = torch.tensor(hierarchy.edges(), dtype=torch.long).reshape(-1, 2).to(mask.device)
-    # A predicted label ends a path when none of its children is predicted.
-    child_count = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
-    if len(edges):
-        child_count.index_add_(1, edges[:, 0], mask[:, edges[:, 1]].float())
-    has_child = child_count > 0
-    ends = mask & ~has_child
-    mask_rows, ends_rows, prob_rows = mask.cpu().tolist(), ends.cpu().tolist(), probs.cpu().tolist()
+    parents = hierarchy.parent_ids()
+    mask = mask.bool()
+    rows, columns = mask.nonzero(as_tuple=True)
+    values = probs[rows, columns].float().tolist()
+    predicted: list[list[int]] = [[] for _ in range(mask.shape[0])]
+    scores: list[list[float]] = [[] for _ in range(mask.shape[0])]
+    for row, column, value in zip(rows.tolist(), columns.tolist(), values):
+        predicted[row].append(column)
+        scores[row].append(value)
     results = []
-    for on, end, row in zip(mask_rows, ends_rows, prob_rows):
-        chosen = [labels[i] for i, flag in enumerate(on) if flag]
-        paths = [hierarchy.sequence(labels[i]) for i, flag in enumerate(end) if flag]
+    for ids, row_scores in zip(predicted, scores):
+        chosen = set(ids)
+        has_child = {p for i in ids for p in parents[i] if p in chosen}
+        chains: dict[int, list[list[int]]] = {}
+        paths = [[labels[i] for i in chain] for end in ids if end not in has_child for chain in _chains(end, chosen, parents, chains)]
         results.append(
-            LabelPathPrediction(labels=chosen, paths=paths, scores={labels[i]: row[i] for i, f in enumerate(on) if f})
+            LabelPathPrediction(
+                labels=[labels[i] for i in ids], paths=paths, scores={labels[i]: v for i, v in zip(ids, row_scores)}
+            )
         )
     return results
+
+
+def _chains(label: int, chosen: set[int], parents: list[tuple[int, ...]], memo: dict[int, list[list[int]]]) -> list[list[int]]:
+    """Every chain of parent links through ``chosen`` labels that ends at ``label`` and starts at a top-level label
+    (or, in a mask that is not ancestor-closed, at the highest chosen label above it)."""
+    if label not in memo:
+        above = [chain for p in parents[label] if p in chosen for chain in _chains(p, chosen, parents, memo)]
+        memo[label] = [[*chain, label] for chain in above] if above else [[label]]
+    return memo[label]

@@ -39,11 +39,13 @@ class EndpointHandler:
         if not hasattr(self.model, "predict_label_paths"):
             raise ValueError(
                 f"{path or 'This repository'} holds a {type(self.model).__name__}, not a HiSR model with "
-                "`predict_label_paths`; this handler serves BertForHierarchicalClassification checkpoints."
+                "`predict_label_paths`; this handler serves HiSRForHierarchicalClassification checkpoints."
             )
         self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
         # Tokenizers without a configured limit report a huge model_max_length; the position embeddings decide.
-        self.max_length = min(self.tokenizer.model_max_length, self.model.config.max_position_embeddings)
+        encoder_config = getattr(self.model.config, "text_encoder", None) or self.model.config  # flat in hisr_hf 0.1
+        positions = getattr(encoder_config, "max_position_embeddings", None) or self.tokenizer.model_max_length
+        self.max_length = min(self.tokenizer.model_max_length, positions)
 
     def __call__(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         inputs = data.get("inputs")

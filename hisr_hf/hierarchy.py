@@ -53,6 +53,10 @@ class LabelHierarchy:
                 found.add(parent)
                 found.update(self._ancestors[parent])
             self._ancestors[label] = tuple(sorted(found, key=self._label2id.__getitem__))
+        # Index structures built on first use (the hierarchy is immutable once built).
+        self._sequence_index: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._parent_ids: list[tuple[int, ...]] | None = None
+        self._children_index: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -251,7 +255,10 @@ class LabelHierarchy:
         return [*self.ancestors(label), label]
 
     def path_matrix(self) -> torch.Tensor:
-        """Bool tensor ``M`` of shape ``(L, L)`` with ``M[j, i]`` true iff label i is in the sequence of j."""
+        """Bool tensor ``M`` of shape ``(L, L)`` with ``M[j, i]`` true iff label i is in the sequence of j.
+
+        The spec's form, for small hierarchies and tests; it grows as ``L ** 2`` (100 MB at 10,000 labels), so
+        the library itself uses :meth:`sequence_index`."""
         matrix = torch.zeros(self.num_labels, self.num_labels, dtype=torch.bool)
         for j, label in enumerate(self._labels):
             matrix[j, j] = True
@@ -260,14 +267,40 @@ class LabelHierarchy:
         return matrix
 
     def sequence_index(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Padded label ids of every sequence: ``(L, D)`` long with padding value ``L``, and lengths ``(L,)``."""
-        sequences = [[self._label2id[a] for a in self.sequence(label)] for label in self._labels]
-        width = max(len(s) for s in sequences)
-        index = torch.full((self.num_labels, width), self.num_labels, dtype=torch.long)
-        for j, seq in enumerate(sequences):
-            index[j, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-        return index, lengths
+        """Padded label ids of every sequence: ``(L, D)`` long with padding value ``L``, and lengths ``(L,)``.
+
+        ``D`` is the size of the longest sequence (the depth, in a tree), so the index costs ``O(L * depth)``
+        where :meth:`path_matrix` costs ``O(L ** 2)``; decoding, metrics and the loss all work from it."""
+        if self._sequence_index is None:
+            sequences = [[self._label2id[a] for a in self._ancestors[label]] + [j] for j, label in enumerate(self._labels)]
+            width = max(len(s) for s in sequences)
+            index = np.full((self.num_labels, width), self.num_labels, dtype=np.int64)
+            for j, seq in enumerate(sequences):
+                index[j, : len(seq)] = seq
+            lengths = np.asarray([len(s) for s in sequences], dtype=np.int64)
+            self._sequence_index = (torch.from_numpy(index), torch.from_numpy(lengths))
+        index, lengths = self._sequence_index
+        return index.clone(), lengths.clone()
+
+    def parent_ids(self) -> list[tuple[int, ...]]:
+        """Ids of the parents of every label, in id order (empty for top-level labels)."""
+        if self._parent_ids is None:
+            self._parent_ids = [tuple(self._label2id[p] for p in self._parents[label]) for label in self._labels]
+        return list(self._parent_ids)
+
+    def children_index(self) -> torch.Tensor:
+        """Padded child ids of every label plus the implicit root: ``(L + 1, W)`` long, padding value ``L``.
+
+        Row ``L`` lists the top-level labels; ``W`` is the largest number of children of one node."""
+        if self._children_index is None:
+            rows = [[self._label2id[c] for c in self._children[label]] for label in self._labels]
+            rows.append([j for j, label in enumerate(self._labels) if not self._parents[label]])
+            width = max(1, max(len(row) for row in rows))
+            table = np.full((self.num_labels + 1, width), self.num_labels, dtype=np.int64)
+            for j, row in enumerate(rows):
+                table[j, : len(row)] = row
+            self._children_index = torch.from_numpy(table)
+        return self._children_index.clone()
 
     def close(self, label_set: Iterable[str]) -> set[str]:
         """The ancestor-closed set: every label of ``label_set`` plus all of its ancestors."""

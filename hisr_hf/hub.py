@@ -203,7 +203,7 @@ def export_to_sequence_classification(model, save_directory: str | os.PathLike |
     the hierarchy itself kept in `config.hierarchy`), which loads without `trust_remote_code`.
 
     Args:
-        model (`BertForHierarchicalClassification`): trained with `structure_encoder="none"`, `text_feature="pooler"`.
+        model (`HiSRForHierarchicalClassification` with a BERT encoder): trained with `structure_encoder="none"`, `text_feature="pooler"`.
         save_directory (`str`, *optional*): where to save the export, with its model card and the tokenizer.
         tokenizer (*optional*): saved next to the export so that `pipeline(...)` finds it.
 
@@ -237,8 +237,16 @@ def export_to_sequence_classification(model, save_directory: str | os.PathLike |
             "HiSRConfig(structure_encoder='none', text_feature='pooler', ...) (run_htc.py: --structure_encoder none "
             "--text_feature pooler) to export it, or serve this model with handler.py / trust_remote_code."
         )
+    encoder_config = getattr(config, "text_encoder", None) or config
+    if encoder_config.model_type not in ("bert", "hisr"):
+        raise ValueError(
+            f"Only BERT encoders have a stock equivalent of the '- GCN' head (BertForSequenceClassification = pooler + "
+            f"dropout + linear); this model's encoder is {encoder_config.model_type!r}. Serve it with handler.py or "
+            "trust_remote_code=True."
+        )
     bert_fields = set(BertConfig.__dataclass_fields__) - {"id2label", "label2id", "problem_type", "architectures", "auto_map"}
-    values = {key: value for key, value in config.to_dict().items() if key in bert_fields}
+    values = {key: value for key, value in encoder_config.to_dict().items() if key in bert_fields}
+    values["classifier_dropout"] = config.classifier_dropout
     stock_config = BertConfig(
         **values,
         id2label=dict(config.id2label),
@@ -248,7 +256,12 @@ def export_to_sequence_classification(model, save_directory: str | os.PathLike |
     )
     stock_config.hierarchy = config.hierarchy  # so that hisr_hf.decoding can still decode label paths
     stock = BertForSequenceClassification(stock_config).to(dtype=model.dtype)
-    state = {key: value for key, value in model.state_dict().items() if key.startswith(("bert.", "classifier."))}
+    prefix = f"{model.base_model_prefix}."
+    state = {
+        ("bert." + key[len(prefix):] if key.startswith(prefix) else key): value
+        for key, value in model.state_dict().items()
+        if key.startswith((prefix, "classifier."))
+    }
     missing, unexpected = stock.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(f"Weights do not map onto BertForSequenceClassification: missing {missing}, unexpected {unexpected}.")

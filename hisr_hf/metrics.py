@@ -26,11 +26,10 @@ __all__ = ["compute_metrics_fn", "format_metrics_table", "hierarchical_f1", "per
 
 @dataclass(frozen=True)
 class _HierarchyArrays:
-    """The numpy views of a hierarchy the metrics need, computed once per hierarchy."""
+    """The numpy views of a hierarchy the metrics need, computed once per hierarchy: ``O(L * depth)``."""
 
     labels: list[str]
-    sequences: np.ndarray  # (L, L) float32, row j = indicator of the sequence of j (j and its ancestors)
-    sequence_lengths: np.ndarray  # (L,)
+    sequence_index: np.ndarray  # (L, D) int, row j = ids of the sequence of j (j and its ancestors), padded with L
     depths: np.ndarray  # (L,) int, top level = 1
     leaf_ids: np.ndarray  # (K,) int, one root-to-leaf path per leaf
 
@@ -38,12 +37,10 @@ class _HierarchyArrays:
     def from_hierarchy(cls, hierarchy: LabelHierarchy) -> _HierarchyArrays:
         if not isinstance(hierarchy, LabelHierarchy):
             raise ValueError(f"Expected a LabelHierarchy, got {type(hierarchy).__name__}.")
-        sequences = np.asarray(hierarchy.path_matrix().numpy(), dtype=np.float32)
         label2id = hierarchy.label2id
         return cls(
             labels=hierarchy.labels,
-            sequences=sequences,
-            sequence_lengths=sequences.sum(axis=1),
+            sequence_index=hierarchy.sequence_index()[0].numpy(),
             depths=np.asarray(hierarchy.depths(), dtype=np.int64),
             leaf_ids=np.asarray([label2id[leaf] for leaf in hierarchy.leaves()], dtype=np.int64),
         )
@@ -97,13 +94,12 @@ def _prepare(
             )
     gold = gold_values.astype(bool)
     # The C- and P- metrics assume ancestor-closed gold sets: count the gold labels on every sequence.
-    open_sets = gold & ~_whole_sequences(gold, arrays.sequences, arrays.sequence_lengths)
+    open_sets = gold & ~_whole_sequences(gold, arrays.sequence_index)
     if open_sets.any():
         row, column = map(int, np.argwhere(open_sets)[0])
         label = arrays.labels[column]
-        missing = [
-            arrays.labels[i] for i in np.flatnonzero(arrays.sequences[column] > 0) if not gold[row, i]
-        ]
+        members = arrays.sequence_index[column]
+        missing = [arrays.labels[i] for i in members[members < num_labels] if not gold[row, i]]
         raise ValueError(
             f"labels must be ancestor-closed: document {row} has label {label!r} without its ancestor(s) "
             f"{missing}. Encode gold label sets with LabelHierarchy.encode, which adds the ancestors."
@@ -111,10 +107,19 @@ def _prepare(
     return predicted, gold
 
 
-def _whole_sequences(members: np.ndarray, sequences: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """``(N, K)`` bool: is every label of sequence k in the document's set? ``sequences`` is ``(K, L)``."""
-    # Counts are small integers, exact in float32; the matmul runs in BLAS instead of an (N, K, L) mask.
-    return members.astype(np.float32) @ sequences.T == lengths
+# Documents per block in _whole_sequences: a block's (rows, K, D) mask stays small at thousands of labels.
+_ROWS_PER_BLOCK = 1024
+
+
+def _whole_sequences(members: np.ndarray, sequence_index: np.ndarray) -> np.ndarray:
+    """``(N, K)`` bool: is every label of sequence k in the document's set? ``sequence_index`` is ``(K, D)``,
+    padded with ``L``."""
+    out = np.empty((members.shape[0], sequence_index.shape[0]), dtype=bool)
+    for start in range(0, members.shape[0], _ROWS_PER_BLOCK):
+        block = members[start : start + _ROWS_PER_BLOCK]
+        padded = np.concatenate([block, np.ones((block.shape[0], 1), dtype=bool)], axis=1)
+        out[start : start + _ROWS_PER_BLOCK] = padded[:, sequence_index].all(axis=-1)
+    return out
 
 
 def _f1(true_positives: np.ndarray, num_predicted: np.ndarray, num_gold: np.ndarray) -> np.ndarray:
@@ -152,16 +157,17 @@ def _hierarchical_f1(predicted: np.ndarray, gold: np.ndarray, arrays: _Hierarchy
     metrics["micro_recall"] = _ratio(true_positives.sum(), num_gold.sum())
 
     # C-: a correct label is right only if its whole sequence (itself and every ancestor) is correct.
-    right = _whole_sequences(correct, arrays.sequences, arrays.sequence_lengths)
+    right = _whole_sequences(correct, arrays.sequence_index)
     metrics["c_micro_f1"], metrics["c_macro_f1"] = _micro_macro(right.sum(0), num_predicted, num_gold)
 
     # P-: units are the leaf sequences. Only defined when every gold label lies on a fully gold leaf path.
-    leaf_sequences = arrays.sequences[arrays.leaf_ids]
-    leaf_lengths = arrays.sequence_lengths[arrays.leaf_ids]
-    gold_paths = _whole_sequences(gold, leaf_sequences, leaf_lengths)
-    covered = gold_paths.astype(np.float32) @ leaf_sequences > 0
-    if not (gold & ~covered).any():
-        predicted_paths = _whole_sequences(predicted, leaf_sequences, leaf_lengths)
+    leaf_index = arrays.sequence_index[arrays.leaf_ids]
+    gold_paths = _whole_sequences(gold, leaf_index)
+    covered = np.zeros((gold.shape[0], gold.shape[1] + 1), dtype=bool)
+    documents, paths = np.nonzero(gold_paths)
+    covered[documents[:, None], leaf_index[paths]] = True
+    if not (gold & ~covered[:, :-1]).any():
+        predicted_paths = _whole_sequences(predicted, leaf_index)
         metrics["p_micro_f1"], metrics["p_macro_f1"] = _micro_macro(
             (gold_paths & predicted_paths).sum(0), predicted_paths.sum(0), gold_paths.sum(0)
         )

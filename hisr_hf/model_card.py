@@ -206,7 +206,7 @@ def template_path() -> Path:
 
 
 def generate_model_card(model, card_data: HiSRModelCardData | None = None, template: str | os.PathLike | None = None) -> ModelCard:
-    """Render the model card of `model` (a `BertForHierarchicalClassification`).
+    """Render the model card of `model` (a `HiSRForHierarchicalClassification`).
 
     Args:
         model: the trained model; its config gives the hierarchy, the architecture and the HiSR settings.
@@ -298,6 +298,8 @@ class ModelCardCallback(TrainerCallback):
 # ---------------------------------------------------------------------------------------------- template context
 def _template_context(model, card_data: HiSRModelCardData) -> dict[str, Any]:
     config = model.config
+    # hisr_hf 0.1 configs (loaded with their own code through trust_remote_code) are flat BERT configs.
+    encoder_config = getattr(config, "text_encoder", None) or config
     hierarchy = LabelHierarchy.from_dict(config.hierarchy)
     depths = hierarchy.depths()
     tree, shown, truncated = hierarchy_tree(hierarchy)
@@ -316,12 +318,15 @@ def _template_context(model, card_data: HiSRModelCardData) -> dict[str, Any]:
         "license": card_data.license,
         "threshold": card_data.threshold,
         "structure_encoder": getattr(config, "structure_encoder", "none"),
+        "model_class": type(model).__name__,
         "encoder": {
-            "hidden_size": config.hidden_size,
-            "num_hidden_layers": config.num_hidden_layers,
+            "model_type": encoder_config.model_type,
+            "hidden_size": encoder_config.hidden_size,
+            "num_hidden_layers": encoder_config.num_hidden_layers,
             "num_parameters": _human_count(sum(p.numel() for p in model.parameters())),
         },
         "head": {
+            "kind": getattr(config, "head", "hiagm_tp"),
             "node_dim": getattr(config, "node_dim", None),
             "gcn_dropout": getattr(config, "gcn_dropout", None),
             "text_feature": text_feature,

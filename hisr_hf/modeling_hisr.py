@@ -1,4 +1,5 @@
-"""`BertForHierarchicalClassification`: a BERT encoder, the HiAGM-TP hierarchy GCN and the HiSR loss.
+"""HiSR hierarchical classifiers: any Transformers text encoder, a hierarchy head (HiAGM-TP or factorized) with the
+hierarchy GCN, and the HiSR loss.
 
 This file travels with every checkpoint (``trust_remote_code``): it imports only ``torch``, ``transformers``
 and its sibling files.
@@ -6,6 +7,7 @@ and its sibling files.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -13,11 +15,11 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, BertConfig, BertModel, BertPreTrainedModel
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_hisr import HiSRConfig
+from .configuration_hisr import TESTED_ENCODERS, HiSRConfig
 from .decoding import LabelPathPrediction, decode_label_paths
 from .hierarchy import LabelHierarchy
 from .loss import hisr_loss_from_sequences, node_loss
@@ -26,7 +28,7 @@ from .loss import hisr_loss_from_sequences, node_loss
 @dataclass
 class HierarchicalClassifierOutput(ModelOutput):
     r"""
-    Output of [`BertForHierarchicalClassification`].
+    Output of [`HiSRForHierarchicalClassification`].
 
     Args:
         loss (`torch.Tensor`, *optional*, returned when `labels` is given):
@@ -58,9 +60,9 @@ class HierarchyGCN(nn.Module):
     Input and output: `(batch_size, num_labels, node_dim)`.
     """
 
-    def __init__(self, config: HiSRConfig):
+    def __init__(self, config: HiSRConfig, hierarchy: LabelHierarchy | None = None):
         super().__init__()
-        hierarchy = config.get_hierarchy()
+        hierarchy = hierarchy if hierarchy is not None else config.get_hierarchy()
         num_labels, node_dim = hierarchy.num_labels, config.node_dim
         num_edges = len(hierarchy.edges())
         self.register_buffer("edge_parent", torch.zeros(num_edges, dtype=torch.long), persistent=False)
@@ -95,9 +97,10 @@ class HierarchyGCN(nn.Module):
 class HiSRLoss(nn.Module):
     """Holds the hierarchy's label sequences as buffers and computes the HiSR and node-level terms."""
 
-    def __init__(self, config: HiSRConfig):
+    def __init__(self, config: HiSRConfig, hierarchy: LabelHierarchy | None = None):
         super().__init__()
-        index, lengths = config.get_hierarchy().sequence_index()
+        hierarchy = hierarchy if hierarchy is not None else config.get_hierarchy()
+        index, lengths = hierarchy.sequence_index()
         self.register_buffer("sequence_index", torch.zeros_like(index), persistent=False)
         self.register_buffer("sequence_length", torch.zeros_like(lengths), persistent=False)
         self.config = config  # margins are read at every call, so editing the config takes effect
@@ -118,12 +121,54 @@ class HiSRLoss(nn.Module):
         return node_loss(probs, labels, top_k=self.config.hisr_node_top_k, margin=self.config.hisr_pos_margin)
 
 
-class HiSRPreTrainedModel(BertPreTrainedModel):
+class FactorizedLabelNodes(nn.Module):
+    """Label node vectors of the factorized head: one projection of the text feature shared by all labels,
+    modulated by a learned vector and shifted by a learned bias per label.
+
+    `nodes[b, l] = (W f_b + c) * scale_l + shift_l`, so the parameters are `hidden * node_dim + 2 * L * node_dim`
+    instead of HiAGM-TP's `hidden * L * node_dim`. Input `(batch_size, hidden_size)`, output
+    `(batch_size, num_labels, node_dim)`.
+    """
+
+    def __init__(self, config: HiSRConfig):
+        super().__init__()
+        self.projection = nn.Linear(config.hidden_size, config.node_dim)
+        self.scale = nn.Parameter(torch.empty(config.num_labels, config.node_dim))
+        self.shift = nn.Parameter(torch.empty(config.num_labels, config.node_dim))
+
+    def forward(self, feature: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(self.shift, self.projection(feature).unsqueeze(1), self.scale)
+
+
+class LabelScorer(nn.Module):
+    """One scoring vector and bias per label: `logits[b, l] = nodes[b, l] . weight_l + bias_l`.
+
+    Input `(batch_size, num_labels, node_dim)`, output `(batch_size, num_labels)`; `L * (node_dim + 1)` parameters
+    where HiAGM-TP's flattened classifier has `L * node_dim * L`.
+    """
+
+    def __init__(self, config: HiSRConfig):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(config.num_labels, config.node_dim))
+        self.bias = nn.Parameter(torch.empty(config.num_labels))
+
+    def forward(self, nodes: torch.Tensor) -> torch.Tensor:
+        return (nodes * self.weight).sum(dim=-1) + self.bias
+
+
+class HiSRPreTrainedModel(PreTrainedModel):
     config_class = HiSRConfig
-    base_model_prefix = "bert"
+    base_model_prefix = "text_encoder"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    # The attention layers are the encoder's: requests for sdpa / flash / flex pass through to it.
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
     # The loss is a per-batch mean; the Trainer handles gradient accumulation by dividing it.
     accepts_loss_kwargs = False
-    # Plain BERT checkpoints carry a pooler that the default `text_feature="cls"` does not use.
+    # Encoders with a pooler (BERT, RoBERTa) carry it in plain checkpoints; only `text_feature="pooler"` uses it.
     _keys_to_ignore_on_load_unexpected = [r"pooler\."]
     # Extension points that `hisr_hf` fills when it is imported (hisr_hf/hub.py): "save" (`hook(model, directory)`,
     # writes the model card and handler.py after `save_pretrained`) and "push" (replaces `push_to_hub` so the card
@@ -135,6 +180,11 @@ class HiSRPreTrainedModel(BertPreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; with `hisr_hf` imported it also writes README.md (the model card) and
         handler.py (an Inference Endpoints handler) into `save_directory`."""
+        # Both auto classes load the class that was saved (a BertForHierarchicalClassification stays one).
+        auto_map = dict(self.config.auto_map or {})
+        for auto_class in ("AutoModel", "AutoModelForSequenceClassification"):
+            auto_map[auto_class] = f"modeling_hisr.{type(self).__name__}"
+        self.config.auto_map = auto_map
         super().save_pretrained(save_directory, *args, **kwargs)
         hook = self._hub_hooks.get("save")
         is_main_process = kwargs.get("is_main_process", args[0] if args else True)
@@ -150,77 +200,150 @@ class HiSRPreTrainedModel(BertPreTrainedModel):
         return hook(self, repo_id, *args, **kwargs)
 
     def _init_weights(self, module):
-        super()._init_weights(module)
-        if isinstance(module, HierarchyGCN):
-            hierarchy = self.config.get_hierarchy()
+        # The encoder is a PreTrainedModel of its own and initialises itself; these are the head's modules.
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, FactorizedLabelNodes):
+            init.ones_(module.scale)
+            init.zeros_(module.shift)
+        elif isinstance(module, LabelScorer):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+        elif isinstance(module, HierarchyGCN):
+            hierarchy = self.hierarchy
             edges = torch.tensor(hierarchy.edges(), dtype=torch.long).reshape(-1, 2)
             init.copy_(module.edge_parent, edges[:, 0])
             init.copy_(module.edge_child, edges[:, 1])
-            init.copy_(module.top_down_weight, torch.tensor(self.config.edge_prior(), dtype=torch.float32))
+            init.copy_(module.top_down_weight, torch.tensor(self.config.edge_prior(hierarchy), dtype=torch.float32))
             init.ones_(module.bottom_up_weight)
             for bias in (module.top_down_bias, module.bottom_up_bias, module.top_down_gate_bias, module.bottom_up_gate_bias):
                 init.zeros_(bias)
             for gate in (module.top_down_gate, module.bottom_up_gate, module.loop_gate):
-                init.normal_(gate, mean=0.0, std=self.config.initializer_range)
+                init.normal_(gate, mean=0.0, std=std)
         elif isinstance(module, HiSRLoss):
-            index, lengths = self.config.get_hierarchy().sequence_index()
+            index, lengths = self.hierarchy.sequence_index()
             init.copy_(module.sequence_index, index)
             init.copy_(module.sequence_length, lengths)
 
+    @property
+    def hierarchy(self) -> LabelHierarchy:
+        """The label hierarchy (built once from `config.hierarchy` and kept while that entry is unchanged)."""
+        cached = self.__dict__.get("_hierarchy_cache")
+        if cached is None or cached[0] is not self.config.hierarchy:
+            cached = (self.config.hierarchy, self.config.get_hierarchy())
+            self.__dict__["_hierarchy_cache"] = cached
+        return cached[1]
 
-class BertForHierarchicalClassification(HiSRPreTrainedModel):
+
+class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
     r"""
-    BERT with a HiAGM-TP hierarchy head, trained with BCE plus the HiSR sequence-ranking loss.
+    A text encoder (whatever `AutoModel` builds from `config.text_encoder`: BERT, RoBERTa, XLM-R, DeBERTa-v2/v3,
+    DistilBERT, ELECTRA, ModernBERT, ...) with a hierarchy head, trained with BCE plus the HiSR sequence-ranking loss.
 
-    `structure_encoder="gcn"`: `[CLS]` -> linear map to `num_labels * node_dim` -> hierarchy GCN -> dropout ->
-    linear to `num_labels` logits. `structure_encoder="none"`: `[CLS]` -> dropout -> linear.
+    - `head="hiagm_tp"` (the paper): text feature -> linear map to `num_labels * node_dim` -> hierarchy GCN -> dropout
+      -> linear from the flattened nodes to `num_labels` logits.
+    - `head="factorized"`: text feature -> shared projection modulated per label ([`FactorizedLabelNodes`]) ->
+      hierarchy GCN -> dropout -> one scoring vector per label ([`LabelScorer`]); parameters grow as `num_labels`.
+    - `structure_encoder="none"`: text feature -> dropout -> linear.
 
-    Start from any plain BERT checkpoint with a hierarchy; the encoder weights load and the head is new:
+    Start from any plain encoder checkpoint with a hierarchy; the encoder is `AutoModel.from_pretrained` of that
+    checkpoint (its own class and weights) and the head is new:
 
     ```python
-    >>> from hisr_hf import BertForHierarchicalClassification, LabelHierarchy
+    >>> from hisr_hf import HiSRForHierarchicalClassification, LabelHierarchy
     >>> hierarchy = LabelHierarchy.from_taxonomy_file("20ng.taxonomy")  # doctest: +SKIP
-    >>> model = BertForHierarchicalClassification.from_pretrained("bert-base-uncased", hierarchy=hierarchy)  # doctest: +SKIP
+    >>> model = HiSRForHierarchicalClassification.from_pretrained(
+    ...     "FacebookAI/roberta-base", hierarchy=hierarchy, head="factorized")  # doctest: +SKIP
     ```
     """
 
-    def __init__(self, config: HiSRConfig):
+    def __init__(self, config: HiSRConfig, text_encoder: PreTrainedModel | None = None):
         super().__init__(config)
-        config.get_hierarchy()  # a clear error when the config has no hierarchy
+        hierarchy = self.hierarchy  # a clear error when the config has no hierarchy
         self.num_labels = config.num_labels
-        self.bert = BertModel(config, add_pooling_layer=config.text_feature == "pooler")
-        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(dropout)
-        if config.structure_encoder == "gcn":
-            self.text_propagation = nn.Linear(config.hidden_size, config.num_labels * config.node_dim)
-            self.structure_encoder = HierarchyGCN(config)
-            self.classifier = nn.Linear(config.num_labels * config.node_dim, config.num_labels)
-        else:
+        if text_encoder is None:
+            text_encoder = AutoModel.from_config(config.text_encoder)
+        elif type(text_encoder.config) is not type(config.text_encoder):
+            raise ValueError(
+                f"text_encoder is a {type(text_encoder).__name__} but config.text_encoder is a "
+                f"{type(config.text_encoder).__name__}; pass the encoder whose config the HiSRConfig holds."
+            )
+        has_pooler = getattr(text_encoder, "pooler", None) is not None
+        if config.text_feature == "pooler" and not has_pooler:
+            raise ValueError(
+                f"text_feature='pooler' needs an encoder with a pooler; {type(text_encoder).__name__} "
+                f"({config.text_encoder.model_type}) has none. Use text_feature='cls' or 'mean'."
+            )
+        if has_pooler and config.text_feature != "pooler":
+            text_encoder.pooler = None  # unused: no weights to train, save or load
+        setattr(self, self.base_model_prefix, text_encoder)
+        self._encoder_inputs = _accepted_inputs(text_encoder)
+        self.dropout = nn.Dropout(config.head_dropout())
+        if config.structure_encoder == "none":
             self.text_propagation = None
             self.structure_encoder = None
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
-        self.hisr = HiSRLoss(config)
+        elif config.head == "hiagm_tp":
+            self.text_propagation = nn.Linear(config.hidden_size, config.num_labels * config.node_dim)
+            self.structure_encoder = HierarchyGCN(config, hierarchy)
+            self.classifier = nn.Linear(config.num_labels * config.node_dim, config.num_labels)
+        else:
+            self.text_propagation = FactorizedLabelNodes(config)
+            self.structure_encoder = HierarchyGCN(config, hierarchy)
+            self.classifier = LabelScorer(config)
+        self.hisr = HiSRLoss(config, hierarchy)
         self.post_init()
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, hierarchy=None, **kwargs):
-        """Load a saved model, or start one from a plain BERT checkpoint by passing `hierarchy`.
+        """Load a saved model, or start one from a plain encoder checkpoint by passing `hierarchy`.
 
-        With `hierarchy` (a `LabelHierarchy`), the checkpoint's `BertConfig` is turned into a `HiSRConfig`
-        (extra keyword arguments such as `hisr_weight=0.05` or `structure_encoder="none"` go to the config), the
-        encoder weights load and the hierarchy head is freshly initialised.
+        With `hierarchy` (a `LabelHierarchy`): the encoder is `AutoModel.from_pretrained(pretrained_model_name_or_path)`
+        (keyword arguments such as `dtype`, `attn_implementation`, `revision` go to it), keyword arguments that are
+        `HiSRConfig` fields (`head="factorized"`, `hisr_weight=0.05`, `structure_encoder="none"`, ...) go to the
+        config, and the hierarchy head is freshly initialised. A checkpoint whose type cannot serve as a text encoder
+        is refused with an error naming the type.
         """
         if hierarchy is not None and "config" not in kwargs:
-            config_fields = {f for f in HiSRConfig.__dataclass_fields__ if f not in ("hierarchy",)}
-            config_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
-            hub_kwargs = {
-                k: kwargs[k]
-                for k in ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
-                if k in kwargs
-            }
-            base = _encoder_config_fields(pretrained_model_name_or_path, **hub_kwargs)
-            kwargs["config"] = HiSRConfig(**{**base, **config_kwargs, "hierarchy": hierarchy})
+            return cls._from_encoder_checkpoint(pretrained_model_name_or_path, hierarchy, **kwargs)
+        config = kwargs.get("config")
+        hub_kwargs = _hub_kwargs(kwargs)
+        if not isinstance(config, PreTrainedConfig):
+            config_dict, _ = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **hub_kwargs)
+            if config_dict.get("model_type") != HiSRConfig.model_type:
+                raise ValueError(
+                    f"{pretrained_model_name_or_path} is a plain {config_dict.get('model_type')!r} checkpoint, not a "
+                    f"saved HiSR model: pass hierarchy=LabelHierarchy(...) to start a {cls.__name__} from it."
+                )
+            architectures = config_dict.get("architectures") or []
+        else:
+            architectures = config.architectures or []
+        # A checkpoint saved by BertForHierarchicalClassification (every hisr_hf 0.1 checkpoint) keeps its class.
+        if cls is HiSRForHierarchicalClassification and "BertForHierarchicalClassification" in architectures:
+            return BertForHierarchicalClassification.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+    @classmethod
+    def _from_encoder_checkpoint(cls, name_or_path, hierarchy: LabelHierarchy, **kwargs):
+        config_fields = set(HiSRConfig.__dataclass_fields__) - {"text_encoder", "hierarchy"}
+        config_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
+        hub_kwargs = _hub_kwargs(kwargs)
+        encoder_config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
+        if isinstance(encoder_config, HiSRConfig):
+            raise ValueError(
+                f"{name_or_path} is already a HiSR model; load it without hierarchy= (its config holds the hierarchy)."
+            )
+        check_text_encoder(encoder_config, name_or_path)
+        text_encoder = AutoModel.from_pretrained(name_or_path, *(), config=encoder_config, **kwargs)
+        attention = text_encoder.config._attn_implementation
+        config = HiSRConfig(text_encoder=text_encoder.config, hierarchy=hierarchy, **config_kwargs)
+        config.dtype = text_encoder.dtype
+        config._attn_implementation = attention  # building the config reset the sub-config's choice
+        model = cls(config, text_encoder=text_encoder)
+        return model.to(device=text_encoder.device, dtype=text_encoder.dtype).eval()
 
     def set_prior(self, prior: dict[str, dict[str, float]] | None) -> None:
         """Store a new hierarchy prior in the config and reset the top-down GCN edge weights to it."""
@@ -228,11 +351,12 @@ class BertForHierarchicalClassification(HiSRPreTrainedModel):
         if self.structure_encoder is not None:
             weight = self.structure_encoder.top_down_weight
             with torch.no_grad():
-                weight.copy_(torch.tensor(self.config.edge_prior(), dtype=weight.dtype, device=weight.device))
+                weight.copy_(torch.tensor(self.config.edge_prior(self.hierarchy), dtype=weight.dtype, device=weight.device))
 
-    @property
-    def hierarchy(self) -> LabelHierarchy:
-        return self.config.get_hierarchy()
+    def head_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        """`(name, parameter)` of everything outside the encoder: the head, the GCN (own learning rate in HiSRTrainer)."""
+        prefix = f"{self.base_model_prefix}."
+        return [(name, p) for name, p in self.named_parameters() if not name.startswith(prefix)]
 
     @torch.no_grad()
     def predict_label_paths(
@@ -292,33 +416,41 @@ class BertForHierarchicalClassification(HiSRPreTrainedModel):
     ) -> HierarchicalClassifierOutput | tuple:
         r"""
         Args:
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds: as for `BertModel`.
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds: as for the encoder; inputs the
+                encoder does not take (`token_type_ids` for DistilBERT or ModernBERT) are an error, not ignored.
             labels (`torch.Tensor` of shape `(batch_size, num_labels)`, *optional*):
                 Ancestor-closed multi-hot gold labels. When given, the output carries the combined `loss` and its parts.
         """
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            return_dict=True,
-            **kwargs,
-        )
+        given = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+            "inputs_embeds": inputs_embeds,
+            "output_attentions": output_attentions,
+            "output_hidden_states": output_hidden_states,
+        }
+        encoder_inputs = {name: value for name, value in given.items() if value is not None}
+        refused = sorted(set(encoder_inputs) - self._encoder_inputs)
+        if refused:
+            raise ValueError(
+                f"{type(self.base_model).__name__} does not take {refused}; it takes {sorted(self._encoder_inputs)}. "
+                "Tokenize with the checkpoint's own tokenizer (it returns only what the encoder takes)."
+            )
+        outputs = self.base_model(**encoder_inputs, return_dict=True, **kwargs)
         if self.config.text_feature == "pooler":
             feature = outputs.pooler_output
         elif self.config.text_feature == "mean":
             feature = _masked_mean(outputs.last_hidden_state, attention_mask)
         else:
             feature = outputs.last_hidden_state[:, 0]
-        if self.structure_encoder is not None:
-            nodes = self.text_propagation(feature).view(feature.shape[0], self.num_labels, self.config.node_dim)
-            nodes = self.structure_encoder(nodes)
-            logits = self.classifier(self.dropout(nodes.flatten(1)))
-        else:
+        if self.structure_encoder is None:
             logits = self.classifier(self.dropout(feature))
+        elif self.config.head == "hiagm_tp":
+            nodes = self.text_propagation(feature).view(feature.shape[0], self.num_labels, self.config.node_dim)
+            logits = self.classifier(self.dropout(self.structure_encoder(nodes).flatten(1)))
+        else:
+            logits = self.classifier(self.dropout(self.structure_encoder(self.text_propagation(feature))))
 
         loss = bce = ranking = node = None
         if labels is not None:
@@ -344,12 +476,63 @@ class BertForHierarchicalClassification(HiSRPreTrainedModel):
             bce_loss=bce,
             hisr_loss=ranking,
             node_loss=node,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+            hidden_states=getattr(outputs, "hidden_states", None),
+            attentions=getattr(outputs, "attentions", None),
         )
         if return_dict is False:
             return output.to_tuple()
         return output
+
+
+class BertForHierarchicalClassification(HiSRForHierarchicalClassification):
+    r"""
+    [`HiSRForHierarchicalClassification`] with a BERT encoder held as `model.bert`: the paper's model and the class
+    of every hisr_hf 0.1 checkpoint (their weights are named `bert.*`), which it loads with identical logits.
+
+    ```python
+    >>> from hisr_hf import BertForHierarchicalClassification, LabelHierarchy
+    >>> hierarchy = LabelHierarchy.from_taxonomy_file("20ng.taxonomy")  # doctest: +SKIP
+    >>> model = BertForHierarchicalClassification.from_pretrained("bert-base-uncased", hierarchy=hierarchy)  # doctest: +SKIP
+    ```
+    """
+
+    base_model_prefix = "bert"
+
+    def __init__(self, config: HiSRConfig, text_encoder: PreTrainedModel | None = None):
+        if config.text_encoder.model_type != "bert":
+            raise ValueError(
+                f"BertForHierarchicalClassification needs a BERT encoder; config.text_encoder is "
+                f"{config.text_encoder.model_type!r}. Use HiSRForHierarchicalClassification for other encoders."
+            )
+        super().__init__(config, text_encoder)
+
+
+def check_text_encoder(encoder_config: PreTrainedConfig, source: str = "The encoder configuration") -> None:
+    """Raise a `ValueError` naming the model type when `encoder_config` cannot serve as HiSR's text encoder.
+
+    Text encoders are the model types with a masked-language-model head, minus the encoder-decoders (BART, mBART)
+    that also have one."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    model_type = getattr(encoder_config, "model_type", None)
+    if model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES or getattr(encoder_config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"{source} is a {model_type!r} model, which cannot serve as the text encoder: HiSR needs a bidirectional "
+            f"text encoder (a model type with a masked-LM head), e.g. {list(TESTED_ENCODERS)}."
+        )
+
+
+def _accepted_inputs(text_encoder: nn.Module) -> set[str]:
+    parameters = inspect.signature(text_encoder.forward).parameters
+    names = {"input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds"}
+    accepted = {name for name in names if name in parameters}
+    # transformers 5 encoders take output_attentions / output_hidden_states through **kwargs.
+    return accepted | {"output_attentions", "output_hidden_states"}
+
+
+def _hub_kwargs(kwargs: dict) -> dict:
+    keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "trust_remote_code")
+    return {k: kwargs[k] for k in keys if k in kwargs}
 
 
 def _masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -360,11 +543,13 @@ def _masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | Non
     return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-def _encoder_config_fields(name_or_path, **hub_kwargs) -> dict:
-    """The architecture fields of a plain BERT checkpoint's config (its label fields are dropped)."""
-    base = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)
-    keep = set(BertConfig.__dataclass_fields__) - {"id2label", "label2id", "problem_type"}
-    return {k: v for k, v in base.to_dict().items() if k in keep}
-
-
-__all__ = ["BertForHierarchicalClassification", "HiSRPreTrainedModel", "HierarchyGCN", "HierarchicalClassifierOutput"]
+__all__ = [
+    "BertForHierarchicalClassification",
+    "FactorizedLabelNodes",
+    "HiSRForHierarchicalClassification",
+    "HiSRPreTrainedModel",
+    "HierarchyGCN",
+    "HierarchicalClassifierOutput",
+    "LabelScorer",
+    "check_text_encoder",
+]

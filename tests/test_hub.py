@@ -370,7 +370,7 @@ def test_describe_hub_error_without_http_answer():
 # ---------------------------------------------------------------------------------------------- model card
 CARD_PATTERNS = [
     r"^---\n", r"\n---\n\n# trainer-every-save\n",
-    r"## Model details", r"\*\*Encoder:\*\* BERT, 2 layers, hidden size 32, [\d.]+k parameters in all",
+    r"## Model details", r"\*\*Encoder:\*\* a `bert` encoder, 2 layers, hidden size 32, [\d.]+k parameters in all",
     r"hierarchy-GCN layer \(top-down edges weighted by the prior P\(child \| parent\) estimated from the training labels\)",
     r"\*\*Training data:\*\* 16 training documents, 6 for evaluation",
     r"### Label hierarchy", r"8 labels on 3 levels, 4 leaves, 6 parent links\.",

@@ -73,7 +73,7 @@ def test_forward_shapes_and_fields(fixture, request, make_tiny_model):
     output = model(**inputs(), labels=gold(hierarchy), output_hidden_states=True)
     assert output.loss.shape == output.bce_loss.shape == output.hisr_loss.shape == ()
     assert output.node_loss is None
-    assert len(output.hidden_states) == model.config.num_hidden_layers + 1
+    assert len(output.hidden_states) == model.config.text_encoder.num_hidden_layers + 1
 
     as_tuple = model(**inputs(), labels=gold(hierarchy), return_dict=False)
     assert isinstance(as_tuple, tuple)
@@ -326,7 +326,7 @@ def test_config_json_round_trip(tmp_path, dag_hierarchy, make_tiny_config):
     assert again.num_labels == len(dag_hierarchy)
     assert again.hierarchy_prior == prior
     assert again.structure_encoder == "none" and again.hisr_negatives == "f1_below_one"
-    assert again.auto_map["AutoModelForSequenceClassification"] == "modeling_hisr.BertForHierarchicalClassification"
+    assert again.auto_map["AutoModelForSequenceClassification"] == "modeling_hisr.HiSRForHierarchicalClassification"
 
 
 def test_config_json_with_sorted_string_keys(tmp_path):
@@ -416,7 +416,8 @@ def test_start_from_a_plain_bert_checkpoint(tmp_path, tiny_config_kwargs, dag_hi
     assert config.text_feature == text_feature
     if text_feature == "pooler":
         torch.testing.assert_close(model.bert.pooler.dense.weight, bert.pooler.dense.weight, rtol=0, atol=0)
-    assert config.hidden_size == 32 and config.intermediate_size == 37 and config.vocab_size == 99
+    encoder = config.text_encoder
+    assert encoder.hidden_size == 32 and encoder.intermediate_size == 37 and encoder.vocab_size == 99
     assert config.num_labels == len(dag_hierarchy) and config.get_hierarchy() == dag_hierarchy
     # Encoder weights come from the checkpoint.
     for name in ("embeddings.word_embeddings.weight", "encoder.layer.1.output.dense.weight"):
