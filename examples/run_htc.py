@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Fine-tune a BERT-family encoder for hierarchical text classification with HiSR.
+"""Fine-tune a Transformers text encoder (BERT, RoBERTa, XLM-R, DeBERTa, ModernBERT, ...) for hierarchical text
+classification with HiSR.
 
 Single process:
     python examples/run_htc.py --model_name_or_path bert-base-uncased --train_file train.jsonl \
@@ -27,7 +28,7 @@ import transformers
 from transformers import AutoConfig, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from hisr_hf import BertForHierarchicalClassification, HiSRConfig
+from hisr_hf import HiSRConfig, HiSRForHierarchicalClassification
 from hisr_hf.data import (
     DataCollatorForHierarchicalClassification,
     load_raw_datasets,
@@ -46,13 +47,25 @@ logger = logging.getLogger(__name__)
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(
-        metadata={"help": "A plain BERT checkpoint (Hub id or local dir) to start from, or a saved HiSR model."}
+        metadata={"help": "A plain encoder checkpoint (BERT, RoBERTa, XLM-R, DeBERTa, ModernBERT, ...; Hub id or local "
+                  "dir) to start from, or a saved HiSR model."}
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
+    head: str | None = field(
+        default=None,
+        metadata={"help": "'hiagm_tp' (default, the paper's; parameters grow as labels**2) or 'factorized' (grows as labels)."},
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata={"help": "Learning rate of the head and GCN (default: --learning_rate for hiagm_tp, 1e-2 for factorized)."},
+    )
     structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
     text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})
-    node_dim: int | None = field(default=None, metadata={"help": "Size of each label node vector (default: hidden size)."})
+    node_dim: int | None = field(
+        default=None,
+        metadata={"help": "Size of each label node vector (default: hidden size; factorized: min(hidden, 1e6 // labels))."},
+    )
     gcn_dropout: float | None = field(default=None, metadata={"help": "Dropout on the GCN messages (default 0.05)."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before the classifier."})
     hisr_weight: float | None = field(
@@ -72,7 +85,7 @@ class ModelArguments:
 
     def config_overrides(self) -> dict:
         names = (
-            "structure_encoder", "text_feature", "node_dim", "gcn_dropout", "classifier_dropout", "hisr_weight",
+            "head", "head_learning_rate", "structure_encoder", "text_feature", "node_dim", "gcn_dropout", "classifier_dropout", "hisr_weight",
             "hisr_pos_margin", "hisr_neg_margin", "hisr_negatives", "hisr_node_weight", "hisr_node_top_k",
         )  # fmt: skip
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
@@ -216,14 +229,14 @@ def main(argv: list[str] | None = None) -> dict:
     # ---- model
     overrides = model_args.config_overrides()
     if is_hisr_checkpoint:
-        model = BertForHierarchicalClassification.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, **overrides)
+        model = HiSRForHierarchicalClassification.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, **overrides)
         if model.hierarchy != hierarchy:
             raise ValueError(
                 f"{model_args.model_name_or_path} was trained on another hierarchy ({model.config.num_labels} labels) than "
                 f"{data_args.taxonomy_file} ({hierarchy.num_labels} labels). Start from its encoder instead."
             )
     else:
-        model = BertForHierarchicalClassification.from_pretrained(
+        model = HiSRForHierarchicalClassification.from_pretrained(
             model_args.model_name_or_path, hierarchy=hierarchy, cache_dir=model_args.cache_dir, **overrides
         )
 

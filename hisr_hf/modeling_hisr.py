@@ -264,8 +264,10 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         super().__init__(config)
         hierarchy = self.hierarchy  # a clear error when the config has no hierarchy
         self.num_labels = config.num_labels
+        check_text_encoder(config.text_encoder)
         if text_encoder is None:
-            text_encoder = AutoModel.from_config(config.text_encoder)
+            # The dtype in effect (from_pretrained(..., dtype=...) sets it), not the one stored in the sub-config.
+            text_encoder = AutoModel.from_config(config.text_encoder, dtype=torch.get_default_dtype())
         elif type(text_encoder.config) is not type(config.text_encoder):
             raise ValueError(
                 f"text_encoder is a {type(text_encoder).__name__} but config.text_encoder is a "
@@ -324,11 +326,22 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         # A checkpoint saved by BertForHierarchicalClassification (every hisr_hf 0.1 checkpoint) keeps its class.
         if cls is HiSRForHierarchicalClassification and "BertForHierarchicalClassification" in architectures:
             return BertForHierarchicalClassification.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        if cls is not HiSRForHierarchicalClassification and "HiSRForHierarchicalClassification" in architectures:
+            # Saved by the generic class, whose encoder weights are named text_encoder.*: load it as such, then move
+            # the encoder and the head into this class.
+            generic = HiSRForHierarchicalClassification.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+            model = cls(generic.config, text_encoder=generic.text_encoder)
+            model.load_state_dict(
+                {k: v for k, v in generic.state_dict().items() if not k.startswith("text_encoder.")}, strict=False
+            )
+            return model.to(device=generic.device, dtype=generic.dtype).eval()
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @classmethod
     def _from_encoder_checkpoint(cls, name_or_path, hierarchy: LabelHierarchy, **kwargs):
-        config_fields = set(HiSRConfig.__dataclass_fields__) - {"text_encoder", "hierarchy"}
+        # HiSRConfig's own fields; the generic ones (dtype, ...) are loading options for the encoder.
+        config_fields = set(HiSRConfig.__dataclass_fields__) - set(PreTrainedConfig.__dataclass_fields__)
+        config_fields -= {"text_encoder", "hierarchy"}
         config_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in config_fields}
         hub_kwargs = _hub_kwargs(kwargs)
         encoder_config = AutoConfig.from_pretrained(name_or_path, **hub_kwargs)

@@ -18,7 +18,7 @@ LOSS_PARTS = ("bce_loss", "hisr_loss", "node_loss")
 
 
 class HiSRTrainer(HubTrainerMixin, Trainer):
-    """`Trainer` for `BertForHierarchicalClassification`.
+    """`Trainer` for `HiSRForHierarchicalClassification`.
 
     - `compute_loss` returns the model's combined loss (BCE + alpha * HiSR) and keeps the parts, which are logged
       as `bce_loss`, `hisr_loss` (and `node_loss`) next to `loss`, averaged over the logging window and over
@@ -42,7 +42,10 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
     ```
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
+        if head_learning_rate is not None and not head_learning_rate > 0:
+            raise ValueError(f"head_learning_rate must be > 0 (or None for the model's default), got {head_learning_rate}.")
+        self.head_learning_rate = head_learning_rate
         super().__init__(*args, **kwargs)
         # The model's loss is a per-batch mean: the Trainer divides it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
@@ -63,6 +66,36 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
                     self._part_sums[name] = self._part_sums.get(name, torch.zeros_like(value)) + value
             self._part_count += 1
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def create_optimizer(self, model=None):
+        """The Trainer's optimizer, with the head and the GCN in parameter groups of their own learning rate.
+
+        The head's rate is `head_learning_rate` if given, else `model.config.head_learning_rate`, else the model's
+        default for its head (`HiSRConfig.default_head_learning_rate`: the encoder's rate for HiAGM-TP, 1e-2 for the
+        factorized head, whose small per-label vectors start near zero). Weight decay and the schedule apply to every
+        group as the Trainer sets them; the schedule scales each group from its own rate.
+        """
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        unwrapped = self.accelerator.unwrap_model(self.model)
+        if not fresh or not hasattr(unwrapped, "head_parameters"):
+            return optimizer
+        head_rate = self.head_learning_rate
+        if head_rate is None:
+            head_rate = unwrapped.config.default_head_learning_rate(self.args.learning_rate)
+        if head_rate == self.args.learning_rate:
+            return optimizer
+        head = {id(p) for _, p in unwrapped.head_parameters()}
+        groups = []
+        for group in optimizer.param_groups:
+            settings = {key: value for key, value in group.items() if key != "params"}
+            encoder_params = [p for p in group["params"] if id(p) not in head]
+            head_params = [p for p in group["params"] if id(p) in head]
+            groups += [{**settings, "params": encoder_params}] if encoder_params else []
+            groups += [{**settings, "params": head_params, "lr": head_rate}] if head_params else []
+        optimizer.param_groups = groups
+        logger.info("Head learning rate %g (encoder %g).", head_rate, self.args.learning_rate)
+        return optimizer
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # Training logs carry "loss"; every process reaches this point together, so the reduce is safe.

@@ -23,7 +23,7 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertForSequenceClassification
 
-from hisr_hf import BertForHierarchicalClassification, LabelHierarchy
+from hisr_hf import BertForHierarchicalClassification, HiSRForHierarchicalClassification, LabelHierarchy
 from hisr_hf.decoding import decode_label_paths, decode_pipeline_outputs
 from hisr_hf.hub import describe_hub_error, export_to_sequence_classification
 from hisr_hf.model_card import (
@@ -234,7 +234,7 @@ def test_every_revision_loads_with_trust_remote_code(loaded, hub_server, tmp_pat
     for i, item in enumerate(loaded["items"]):
         got = result["loads"][item["key"]]
         if item["remote_code"]:
-            assert got["class"].startswith("transformers_modules.") and got["class"].endswith("BertForHierarchicalClassification")
+            assert got["class"].startswith("transformers_modules.") and got["class"].endswith("ForHierarchicalClassification")
         else:
             assert got["class"] == "transformers.models.bert.modeling_bert.BertForSequenceClassification"
         commit = hub_server.state.repos[item["repo"]].commits[item["revision"]]
@@ -244,7 +244,7 @@ def test_every_revision_loads_with_trust_remote_code(loaded, hub_server, tmp_pat
             folder = tmp_path / str(i)
             folder.mkdir()
             _materialise(hub_server, item["repo"], item["revision"], folder, item.get("subfolder"))
-            cls = BertForHierarchicalClassification if item["remote_code"] else BertForSequenceClassification
+            cls = HiSRForHierarchicalClassification if item["remote_code"] else BertForSequenceClassification
             expected[weights] = hub_jobs.fixed_logits(cls.from_pretrained(folder).eval())
         torch.testing.assert_close(torch.tensor(got["logits"]), torch.tensor(expected[weights]), atol=1e-5, rtol=1e-5)
 

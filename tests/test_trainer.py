@@ -41,10 +41,11 @@ def _dataset(hierarchy: LabelHierarchy, size: int, seed: int = 0) -> Dataset:
     )
 
 
-def _trainer(tmp_path, hierarchy, **args):
+def _trainer(tmp_path, hierarchy, config_overrides=None, head_learning_rate=None, **args):
     tokenizer = _tokenizer()
     torch.manual_seed(0)
-    config = HiSRConfig(hierarchy=hierarchy, hisr_weight=0.5, hisr_node_weight=0.1, **TINY_CONFIG_KWARGS)
+    config = HiSRConfig(hierarchy=hierarchy, hisr_weight=0.5, hisr_node_weight=0.1, **TINY_CONFIG_KWARGS,
+                        **(config_overrides or {}))
     model = BertForHierarchicalClassification(config)
     defaults = dict(
         output_dir=str(tmp_path / "out"),
@@ -62,7 +63,32 @@ def _trainer(tmp_path, hierarchy, **args):
         train_dataset=_dataset(hierarchy, 16),
         data_collator=DataCollatorForHierarchicalClassification(tokenizer),
         processing_class=tokenizer,
+        head_learning_rate=head_learning_rate,
     )
+
+
+@pytest.mark.parametrize(
+    "head, config_rate, trainer_rate, expected",
+    [("hiagm_tp", None, None, 1e-3), ("factorized", None, None, 1e-2), ("factorized", 5e-3, None, 5e-3),
+     ("hiagm_tp", 5e-3, 2e-2, 2e-2)],
+)
+def test_head_and_gcn_get_their_own_learning_rate(tmp_path, head, config_rate, trainer_rate, expected):
+    hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
+    trainer = _trainer(tmp_path, hierarchy, {"head": head, "head_learning_rate": config_rate}, trainer_rate, max_steps=2,
+                       weight_decay=0.1)
+    optimizer = trainer.create_optimizer()
+    model = trainer.model
+    rate_of = {id(p): (g["lr"], g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]}
+    assert len(rate_of) == sum(1 for _ in model.parameters())  # every parameter exactly once
+    head = dict(model.head_parameters())
+    for name, parameter in model.named_parameters():
+        rate, decay = rate_of[id(parameter)]
+        assert rate == (expected if name in head else 1e-3), name
+        assert decay == (0.0 if "bias" in name or "LayerNorm" in name else 0.1), name
+    assert any(name.startswith("structure_encoder.") for name in head) and not any(n.startswith("bert.") for n in head)
+    trainer.train()  # the scheduler decays each group from its own rate
+    rates = {g["initial_lr"] for g in trainer.optimizer.param_groups}
+    assert rates == ({1e-3} if expected == 1e-3 else {1e-3, expected})
 
 
 @pytest.mark.parametrize("accumulation", [1, 2])
