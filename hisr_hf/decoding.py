@@ -19,9 +19,11 @@ class LabelPathPrediction:
     """Decoded prediction for one document.
 
     Attributes:
-        labels (`list[str]`): predicted labels in id order; every label comes with all of its ancestors.
-        paths (`list[list[str]]`): the maximal predicted paths, each from a top-level label down to a
-            predicted label none of whose children is predicted.
+        labels (`list[str]`): predicted labels in id order. With `strategy="consistent"` every label comes with all
+            of its ancestors; with `"top_down"` the labels are one chain of parent links (in a DAG, through one
+            parent of each label).
+        paths (`list[list[str]]`): the maximal predicted paths, each a chain of parent links from a top-level label
+            down to a predicted label none of whose children is predicted.
         scores (`dict[str, float]`): probability of every predicted label.
     """
 

@@ -77,6 +77,9 @@ class HierarchyGCN(nn.Module):
         self.top_down_gate_bias = nn.Parameter(torch.empty(num_labels))
         self.bottom_up_gate_bias = nn.Parameter(torch.empty(num_labels))
         self.dropout = nn.Dropout(config.gcn_dropout)
+        # HiAGM-TP drops message elements (the paper's model); the factorized head drops whole node messages, which
+        # needs one random number per node instead of one per element (the CPU's random numbers are the cost here).
+        self.drop_whole_nodes = config.head == "factorized"
 
     def _propagate(self, nodes: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
         # index_select (not nodes[:, source]): its backward is an index_add instead of an accumulating index_put.
@@ -91,7 +94,12 @@ class HierarchyGCN(nn.Module):
             nodes @ self.bottom_up_gate + self.bottom_up_gate_bias
         ).unsqueeze(-1)
         loop = nodes * torch.sigmoid(nodes @ self.loop_gate).unsqueeze(-1)
-        return F.relu(self.dropout(top_down) + self.dropout(bottom_up) + self.dropout(loop))
+        return F.relu(self._drop(top_down) + self._drop(bottom_up) + self._drop(loop))
+
+    def _drop(self, messages: torch.Tensor) -> torch.Tensor:
+        if not self.drop_whole_nodes or not self.training or self.dropout.p == 0:
+            return self.dropout(messages)
+        return messages * self.dropout(messages.new_ones(*messages.shape[:-1], 1))
 
 
 class HiSRLoss(nn.Module):
@@ -245,8 +253,9 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
 
     - `head="hiagm_tp"` (the paper): text feature -> linear map to `num_labels * node_dim` -> hierarchy GCN -> dropout
       -> linear from the flattened nodes to `num_labels` logits.
-    - `head="factorized"`: text feature -> shared projection modulated per label ([`FactorizedLabelNodes`]) ->
-      hierarchy GCN -> dropout -> one scoring vector per label ([`LabelScorer`]); parameters grow as `num_labels`.
+    - `head="factorized"`: text feature -> dropout -> shared projection modulated per label ([`FactorizedLabelNodes`])
+      -> hierarchy GCN (dropping whole node messages) -> one scoring vector per label ([`LabelScorer`]); parameters
+      grow as `num_labels`.
     - `structure_encoder="none"`: text feature -> dropout -> linear.
 
     Start from any plain encoder checkpoint with a hierarchy; the encoder is `AutoModel.from_pretrained` of that
@@ -463,7 +472,8 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             nodes = self.text_propagation(feature).view(feature.shape[0], self.num_labels, self.config.node_dim)
             logits = self.classifier(self.dropout(self.structure_encoder(nodes).flatten(1)))
         else:
-            logits = self.classifier(self.dropout(self.structure_encoder(self.text_propagation(feature))))
+            # Dropout on the shared text feature: the same regularisation point as HiAGM-TP's at a (B, hidden) cost.
+            logits = self.classifier(self.structure_encoder(self.text_propagation(self.dropout(feature))))
 
         loss = bce = ranking = node = None
         if labels is not None:

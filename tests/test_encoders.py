@@ -273,3 +273,12 @@ def test_config_rejects_encoder_fields_next_to_an_encoder_config(hierarchy):
         HiSRConfig(text_encoder=encoder_config("roberta"), hierarchy=hierarchy, hidden_size=64)
     with pytest.raises(ValueError, match="head must be one of"):
         HiSRConfig(hierarchy=hierarchy, head="label_attention")
+
+
+def test_factorized_gcn_drops_whole_node_messages(hierarchy):
+    config = HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=hierarchy, head="factorized", gcn_dropout=0.5)
+    gcn = HiSRForHierarchicalClassification(config).structure_encoder.train()
+    dropped = gcn._drop(torch.ones(64, len(hierarchy), 12))
+    assert (dropped.amin(-1) == dropped.amax(-1)).all()  # a node's message is kept or dropped as a whole
+    assert set(dropped.unique().tolist()) == {0.0, 2.0}
+    assert torch.equal(gcn.eval()._drop(torch.ones(2, len(hierarchy), 12)), torch.ones(2, len(hierarchy), 12))
