@@ -77,7 +77,9 @@ logger = logging.getLogger("quality")
 
 RUN_HTC = REPO / "examples" / "run_htc.py"
 DEFAULT_DATA_DIR = REPO.parent / "shared" / "data"
-DATASETS = ("20ng", "aapd", "wos1k")
+DATASETS = ("20ng", "aapd", "wos1k", "tibkat-ddc", "tibkat-bk")
+# Data sets that share a folder: name -> (folder, taxonomy file, label column). Others: <name>/ with one *.taxonomy.
+SOURCES = {"tibkat-ddc": ("tibkat", "ddc.taxonomy", "ddc"), "tibkat-bk": ("tibkat", "bk.taxonomy", "bk")}
 NEURAL_VARIANTS = {
     # name: (label in tables, run_htc flags). Unlisted HiSR settings are the library's defaults (spec §3).
     "bert": ("BERT ([CLS] → linear)", ["--structure_encoder", "none", "--hisr_weight", "0"]),
@@ -122,6 +124,15 @@ SHORT_BUDGETS = {
     "wos1k": Budget(
         train_samples=None, dev_samples=None, test_samples=None, max_seq_length=64, num_train_epochs=2,
         learning_rate=4e-4, batch_size=8, early_stopping_patience=2, warmup=0.1,
+    ),
+    # tibkat is the scale data set (3,244 DDC / 2,041 BK labels): a budget where the models learn, ~3 h per run here.
+    "tibkat-ddc": Budget(
+        train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=2,
+        learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
+    ),
+    "tibkat-bk": Budget(
+        train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=2,
+        learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
 }  # fmt: skip
 # The paper's protocol (full splits, up to 20 epochs, patience 6), meant for a GPU.
@@ -363,10 +374,11 @@ def _stratified_subset(keys: list[str], n: int, seed: int) -> list[int]:
 
 def prepare_data(args: QualityArguments, budget: Budget, write: bool = True) -> BenchmarkData:
     """Read the dataset, draw the seeded subsets of the budget and write them where every run reads them."""
-    source = Path(args.data_dir) / args.dataset
+    folder, taxonomy_name, forced_label_column = SOURCES.get(args.dataset, (args.dataset, None, None))
+    source = Path(args.data_dir) / folder
     if not source.is_dir():
-        raise SystemExit(f"{source} does not exist: pass --data_dir (the folder holding {args.dataset}/).")
-    taxonomies = sorted(source.glob("*.taxonomy"))
+        raise SystemExit(f"{source} does not exist: pass --data_dir (the folder holding {folder}/).")
+    taxonomies = [source / taxonomy_name] if taxonomy_name else sorted(source.glob("*.taxonomy"))
     if len(taxonomies) != 1:
         raise SystemExit(f"Expected one *.taxonomy file in {source}, found {[t.name for t in taxonomies]}.")
     hierarchy = LabelHierarchy.from_taxonomy_file(taxonomies[0])
@@ -378,7 +390,7 @@ def prepare_data(args: QualityArguments, budget: Budget, write: bool = True) -> 
     for split, filename in files.items():
         rows = _read_jsonl(source / filename)
         if text_column is None:
-            text_column, label_column = resolve_columns(list(rows[0]))
+            text_column, label_column = resolve_columns(list(rows[0]), label_column=forced_label_column)
         gold = []
         for row_number, row in enumerate(rows, start=1):
             known, unknown = normalise_labels(row[label_column], hierarchy)
@@ -434,6 +446,7 @@ def run_htc_command(
         "--train_file", str(data.splits["train"].path),
         "--test_file", str(data.splits["test"].path),
         "--taxonomy_file", str(data.taxonomy),
+        *(["--text_column", data.text_column, "--label_column", data.label_column] if data.name in SOURCES else []),
         "--max_seq_length", str(budget.max_seq_length),
         "--per_device_train_batch_size", str(budget.batch_size),
         "--per_device_eval_batch_size", "64",

@@ -11,7 +11,7 @@ MiniLM-sized encoder with random weights (hidden 384, 6 layers; weights do not c
   batch 32) of the full model (GCN + HiSR, `head="factorized"`, the config's default `node_dim`) against the stock
   classifier, measured interleaved in one process (A, B, A, B, ...; the median of each) so that load on the machine
   affects both alike;
-- peak resident memory of a few training steps of each, one fresh process per model;
+- peak resident memory (VmHWM) of three training steps of each, one fresh process per model;
 - decoding 32 documents at each label count (consistent and top-down).
 
     python benchmarks/scale.py                      # all taxonomies, 1 torch thread
@@ -146,7 +146,7 @@ def interleaved(functions: dict[str, callable], rounds: int, warmup: int = 1) ->
 
 # ---------------------------------------------------------------------------------------------- memory
 MEMORY_CHILD = """
-import resource, sys, torch
+import sys, torch
 sys.path.insert(0, {benchmarks!r})
 import scale
 torch.set_num_threads({threads})
@@ -156,7 +156,8 @@ inputs = scale.batch(hierarchy, 16, 128)
 step = scale.train_step_fn(model, inputs)
 for _ in range(3):
     step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: the latter survives fork + exec and would report the parent's peak.
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
 """
 
 

@@ -64,7 +64,7 @@ class ModelArguments:
     text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})
     node_dim: int | None = field(
         default=None,
-        metadata={"help": "Size of each label node vector (default: hidden size; factorized: min(hidden, 1e6 // labels))."},
+        metadata={"help": "Size of each label node vector (default: hidden size; factorized: min(hidden, 400000 // labels))."},
     )
     gcn_dropout: float | None = field(default=None, metadata={"help": "Dropout on the GCN messages (default 0.05)."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before the classifier."})

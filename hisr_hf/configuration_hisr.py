@@ -34,7 +34,7 @@ _ENCODER_ARCHITECTURE_FIELDS = _FLAT_BERT_FIELDS - {
 }
 # Factorized head: the default node_dim keeps (num_labels * node_dim) near this many values per document, so the
 # GCN's activations stay bounded at thousands of labels (benchmarks/BENCHMARKS.md, "Scale").
-_FACTORIZED_NODE_BUDGET = 1_000_000
+_FACTORIZED_NODE_BUDGET = 400_000
 _FACTORIZED_MIN_NODE_DIM = 32
 # The factorized head's label vectors are small and start near zero; they need a larger step than the encoder.
 FACTORIZED_HEAD_LEARNING_RATE = 1e-2
@@ -75,8 +75,8 @@ class HiSRConfig(PreTrainedConfig):
             feature of mean-pooling sentence encoders such as all-MiniLM-L6-v2.
         node_dim (`int`, *optional*):
             Size of each label node vector. Defaults to the encoder's hidden size (the paper's released code); for
-            `head="factorized"` to `min(hidden_size, max(32, 1_000_000 // num_labels))` (the hidden size up to
-            ~2,600 labels for a 384-wide encoder; 100 at 10,000 labels).
+            `head="factorized"` to `min(hidden_size, max(32, 400_000 // num_labels))` (the hidden size up to
+            ~1,040 labels for a 384-wide encoder; 123 at 3,244, 40 at 10,000 labels).
         classifier_dropout (`float`, *optional*): dropout before the classifier; defaults to the encoder's
             `hidden_dropout_prob` (0.1 where it has none).
         gcn_dropout (`float`, defaults to 0.05): dropout on the GCN messages (HiAGM's node dropout).

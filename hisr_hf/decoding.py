@@ -42,9 +42,14 @@ def consistent_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: f
     only remove predictions, never invent them. Works from the hierarchy's sequence index: ``O(B * L * depth)``.
     """
     index, _ = hierarchy.sequence_index()
-    above = probs > threshold
-    padded = torch.cat([above, torch.ones_like(above[:, :1])], dim=1)  # the padding id L reads as "present"
-    return padded[:, index.to(probs.device)].all(dim=-1)
+    index = index.to(probs.device)
+    # Labels on the first axis: each step gathers whole rows (one per label) instead of B * L scattered elements.
+    above = (probs > threshold).T.contiguous()
+    padded = torch.cat([above, torch.ones_like(above[:1])], dim=0)  # the padding id L reads as "present"
+    keep = above.clone()
+    for position in range(index.shape[1]):  # one step per member of the longest sequence (the depth, in a tree)
+        keep &= padded.index_select(0, index[:, position])
+    return keep.T
 
 
 def top_down_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float = 0.5) -> torch.Tensor:

@@ -473,7 +473,9 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             logits = self.classifier(self.dropout(self.structure_encoder(nodes).flatten(1)))
         else:
             # Dropout on the shared text feature: the same regularisation point as HiAGM-TP's at a (B, hidden) cost.
-            logits = self.classifier(self.structure_encoder(self.text_propagation(self.dropout(feature))))
+            logits = factorized_gcn_logits(
+                self.text_propagation, self.structure_encoder, self.classifier, self.dropout(feature)
+            )
 
         loss = bce = ranking = node = None
         if labels is not None:
@@ -505,6 +507,54 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         if return_dict is False:
             return output.to_tuple()
         return output
+
+
+def factorized_gcn_logits(
+    nodes: FactorizedLabelNodes, gcn: HierarchyGCN, scorer: LabelScorer, feature: torch.Tensor
+) -> torch.Tensor:
+    """`scorer(gcn(nodes(feature)))` computed without the GCN's `(batch, labels, node_dim)` intermediates.
+
+    Every node vector is `u_b * scale_l + shift_l` with `u = projection(feature)`, so the GCN's linear parts factor:
+    the messages along the hierarchy's links are `u_b * S_l + C_l` with `S`, `C` of shape `(labels, node_dim)`
+    computed once per call (not per document), and each gate `sigmoid(node . g + b)` is one `(batch, node_dim) x
+    (node_dim, labels)` product. What remains per document is the ReLU over the gated sum and the per-label score:
+    two batched matmuls, one `addcmul` and the ReLU instead of some twenty passes over a `(batch, labels,
+    node_dim)` tensor. The result equals the composition of the three modules (tests/test_encoders.py); in training
+    the node-message dropout scales each gate, as it scales each message there.
+
+    Args:
+        feature (`torch.Tensor` of shape `(batch_size, hidden_size)`): the (dropped-out) text feature.
+
+    Returns:
+        `torch.Tensor` of shape `(batch_size, num_labels)`: the logits.
+    """
+    u = nodes.projection(feature)  # (B, d)
+    scale, shift = nodes.scale, nodes.shift  # (L, d)
+    parent, child = gcn.edge_parent, gcn.edge_child
+    top_down = gcn.top_down_weight.to(u.dtype).unsqueeze(-1)
+    bottom_up = gcn.bottom_up_weight.to(u.dtype).unsqueeze(-1)
+    # Messages in factored form: sum over links of weight * (u * scale + shift) = u * S + C, per receiving label.
+    s_down = torch.zeros_like(scale).index_add(0, child, scale.index_select(0, parent) * top_down)
+    c_down = torch.zeros_like(shift).index_add(0, child, shift.index_select(0, parent) * top_down) + gcn.top_down_bias
+    s_up = torch.zeros_like(scale).index_add(0, parent, scale.index_select(0, child) * bottom_up)
+    c_up = torch.zeros_like(shift).index_add(0, parent, shift.index_select(0, child) * bottom_up) + gcn.bottom_up_bias
+    # Gates of the receiving nodes: sigmoid(u . (scale * g) + shift . g + b), one matmul for all three.
+    gates = torch.stack([gcn.top_down_gate, gcn.bottom_up_gate, gcn.loop_gate])  # (3, d)
+    gate_weight = (scale.unsqueeze(0) * gates.unsqueeze(1)).flatten(0, 1)  # (3L, d)
+    gate_bias = shift @ gates.T + torch.stack(
+        [gcn.top_down_gate_bias, gcn.bottom_up_gate_bias, torch.zeros_like(gcn.top_down_gate_bias)], dim=1
+    )  # (L, 3)
+    num_labels = scale.shape[0]
+    coefficients = torch.sigmoid((u @ gate_weight.T).view(-1, 3, num_labels) + gate_bias.T)  # (B, 3, L)
+    if gcn.training and gcn.drop_whole_nodes and gcn.dropout.p > 0:
+        coefficients = gcn.dropout(coefficients)  # drops whole node messages, rescaling the kept ones
+    coefficients = coefficients.permute(2, 0, 1)  # (L, B, 3)
+    slopes = torch.bmm(coefficients, torch.stack([s_down, s_up, scale], dim=1))  # (L, B, d)
+    offsets = torch.bmm(coefficients, torch.stack([c_down, c_up, shift], dim=1))  # (L, B, d)
+    # In place: neither bmm needs its output for the backward pass, nor addcmul its result, and writing into fresh
+    # (L, B, d) memory costs more than the arithmetic on CPU.
+    hidden = offsets.addcmul_(slopes, u.unsqueeze(0)).relu_()
+    return torch.bmm(hidden, scorer.weight.unsqueeze(-1)).squeeze(-1).T + scorer.bias
 
 
 class BertForHierarchicalClassification(HiSRForHierarchicalClassification):
@@ -575,4 +625,5 @@ __all__ = [
     "HierarchicalClassifierOutput",
     "LabelScorer",
     "check_text_encoder",
+    "factorized_gcn_logits",
 ]

@@ -264,7 +264,7 @@ def test_factorized_default_node_dim_shrinks_with_the_label_count():
     large = LabelHierarchy.from_parents({f"l{i}": None for i in range(10_000)})
     encoder = AutoConfig.for_model("bert", hidden_size=384, num_attention_heads=12)
     assert HiSRConfig(text_encoder=encoder, hierarchy=small, head="factorized").node_dim == 384
-    assert HiSRConfig(text_encoder=encoder, hierarchy=large, head="factorized").node_dim == 100
+    assert HiSRConfig(text_encoder=encoder, hierarchy=large, head="factorized").node_dim == 40
     assert HiSRConfig(text_encoder=encoder, hierarchy=large).node_dim == 384  # hiagm_tp keeps the paper's size
 
 
@@ -282,3 +282,31 @@ def test_factorized_gcn_drops_whole_node_messages(hierarchy):
     assert (dropped.amin(-1) == dropped.amax(-1)).all()  # a node's message is kept or dropped as a whole
     assert set(dropped.unique().tolist()) == {0.0, 2.0}
     assert torch.equal(gcn.eval()._drop(torch.ones(2, len(hierarchy), 12)), torch.ones(2, len(hierarchy), 12))
+
+
+@pytest.mark.parametrize("fixture_parents", ["dag", "tree"])
+def test_fused_factorized_head_equals_its_modules(fixture_parents, hierarchy):
+    from hisr_hf.modeling_hisr import factorized_gcn_logits
+
+    from .conftest import TREE_PARENTS
+
+    h = hierarchy if fixture_parents == "dag" else LabelHierarchy.from_parents(TREE_PARENTS)
+    torch.manual_seed(0)
+    config = HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=h, head="factorized", node_dim=12, gcn_dropout=0.0)
+    model = HiSRForHierarchicalClassification(config).train()
+    with torch.no_grad():  # move every head parameter off its initial value (scale 1, biases 0, ...)
+        for _, parameter in model.head_parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.3)
+    feature = torch.randn(5, 32)
+    grads = []
+    for compute in (
+        lambda: factorized_gcn_logits(model.text_propagation, model.structure_encoder, model.classifier, feature),
+        lambda: model.classifier(model.structure_encoder(model.text_propagation(feature))),  # the modules, unfused
+    ):
+        model.zero_grad()
+        logits = compute()
+        logits.sin().sum().backward()
+        grads.append((logits.detach(), {name: p.grad.clone() for name, p in model.head_parameters()}))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=1e-5, atol=1e-5)
+    for name in grads[0][1]:
+        torch.testing.assert_close(grads[0][1][name], grads[1][1][name], rtol=1e-4, atol=1e-5, msg=name)
