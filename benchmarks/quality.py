@@ -515,6 +515,15 @@ def _best_dev_metrics(out: Path) -> dict[str, float]:
     return metrics
 
 
+def _dev_curve(out: Path) -> list[tuple[float, float, float]]:
+    """`(epoch, dev micro_f1, dev macro_f1)` of every evaluation of a run, from its trainer_state.json."""
+    state_file = out / "trainer_state.json"
+    if not state_file.is_file():
+        return []
+    history = json.loads(state_file.read_text(encoding="utf-8")).get("log_history", [])
+    return [(e.get("epoch"), e["eval_micro_f1"], e["eval_macro_f1"]) for e in history if "eval_micro_f1" in e]
+
+
 def _cleanup(out: Path) -> None:
     """Drop the weights (the benchmark keeps metrics, predictions and configs) so 36+ runs fit on a small disk."""
     for checkpoint in out.glob("checkpoint-*"):
@@ -761,9 +770,10 @@ def sweep(args: QualityArguments) -> int:
     for (variant, value, seed), result in zip(tasks, outcomes):
         if result.get("status") == "ok":
             dev = result["dev"]
+            curve = _dev_curve(run_dir(args, variant, seed, sweep=(name, value)))
             rows.append({"variant": variant, name: value, "seed": seed, "dev_micro_f1": dev.get("micro_f1"),
                          "dev_macro_f1": dev.get("macro_f1"), "best_epoch": dev.get("epoch"),
-                         "wall_time_s": result["wall_time_s"]})  # fmt: skip
+                         "wall_time_s": result["wall_time_s"], "dev_curve": curve})  # fmt: skip
         elif result.get("status") == "failed":
             rows.append({"variant": variant, name: value, "seed": seed, "failed": True})
     if args.dry_run:
@@ -794,14 +804,15 @@ def sweep(args: QualityArguments) -> int:
     lines = [f"# `{name}` sweep on {args.dataset} (dev only)", "",
              f"Budget of quality.py except `{name}`: {json.dumps(fixed)}.{extra}",
              "Selection: the value with the best mean dev Micro-F1 over the variants and seeds below.", "",
-             f"| variant | {name} | seed | dev Micro-F1 | dev Macro-F1 | best epoch | s |",
-             "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+             f"| variant | {name} | seed | dev Micro-F1 | dev Macro-F1 | best epoch | s | dev Micro / Macro per epoch |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r in rows:
         if r.get("failed"):
-            lines.append(f"| {r['variant']} | {r[name]} | {r['seed']} | failed | | | |")
+            lines.append(f"| {r['variant']} | {r[name]} | {r['seed']} | failed | | | | |")
         else:
+            curve = ", ".join(f"{100 * micro:.1f} / {100 * macro:.1f}" for _, micro, macro in r.get("dev_curve", []))
             lines.append(f"| {r['variant']} | {r[name]} | {r['seed']} | {100 * r['dev_micro_f1']:.2f} | "
-                         f"{100 * r['dev_macro_f1']:.2f} | {r['best_epoch']:g} | {r['wall_time_s']:.0f} |")  # fmt: skip
+                         f"{100 * r['dev_macro_f1']:.2f} | {r['best_epoch']:g} | {r['wall_time_s']:.0f} | {curve} |")  # fmt: skip
     lines += ["", f"| {name} | mean dev Micro-F1 | mean dev Macro-F1 | runs |", "|---:|---:|---:|---:|"]
     lines += [
         f"| {value} | {100 * v['dev_micro_f1']:.2f} | {100 * v['dev_macro_f1']:.2f} | {v['runs']} |"
