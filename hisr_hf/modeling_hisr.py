@@ -17,12 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_hisr import TESTED_ENCODERS, HiSRConfig
 from .decoding import LabelPathPrediction, decode_label_paths
 from .hierarchy import LabelHierarchy
 from .loss import hisr_loss_from_sequences, node_loss
+
+logger = logging.get_logger(__name__)
 
 
 @dataclass
@@ -298,6 +300,14 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             self.structure_encoder = None
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         elif config.head == "hiagm_tp":
+            head_size = (config.hidden_size + config.num_labels) * config.num_labels * config.node_dim
+            encoder_size = sum(p.numel() for p in text_encoder.parameters())
+            if head_size > encoder_size:
+                logger.warning(
+                    "The HiAGM-TP head over %d labels has %.1fM parameters, %.1fx the encoder's (it grows as labels^2); "
+                    "head='factorized' keeps the structure with parameters that grow as labels.",
+                    config.num_labels, head_size / 1e6, head_size / encoder_size,
+                )
             self.text_propagation = nn.Linear(config.hidden_size, config.num_labels * config.node_dim)
             self.structure_encoder = HierarchyGCN(config, hierarchy)
             self.classifier = nn.Linear(config.num_labels * config.node_dim, config.num_labels)
