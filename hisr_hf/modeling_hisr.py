@@ -329,7 +329,7 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         is refused with an error naming the type.
         """
         if hierarchy is not None and "config" not in kwargs:
-            return cls._from_encoder_checkpoint(pretrained_model_name_or_path, hierarchy, **kwargs)
+            return cls._from_encoder_checkpoint(pretrained_model_name_or_path, hierarchy, *model_args, **kwargs)
         config = kwargs.get("config")
         hub_kwargs = _hub_kwargs(kwargs)
         if not isinstance(config, PreTrainedConfig):
@@ -350,14 +350,13 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             # the encoder and the head into this class.
             generic = HiSRForHierarchicalClassification.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
             model = cls(generic.config, text_encoder=generic.text_encoder)
-            model.load_state_dict(
-                {k: v for k, v in generic.state_dict().items() if not k.startswith("text_encoder.")}, strict=False
-            )
+            prefix = f"{generic.base_model_prefix}."
+            model.load_state_dict({k: v for k, v in generic.state_dict().items() if not k.startswith(prefix)}, strict=False)
             return model.to(device=generic.device, dtype=generic.dtype).eval()
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
     @classmethod
-    def _from_encoder_checkpoint(cls, name_or_path, hierarchy: LabelHierarchy, **kwargs):
+    def _from_encoder_checkpoint(cls, name_or_path, hierarchy: LabelHierarchy, *model_args, **kwargs):
         # HiSRConfig's own fields; the generic ones (dtype, ...) are loading options for the encoder.
         config_fields = set(HiSRConfig.__dataclass_fields__) - set(PreTrainedConfig.__dataclass_fields__)
         config_fields -= {"text_encoder", "hierarchy"}
@@ -369,7 +368,7 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
                 f"{name_or_path} is already a HiSR model; load it without hierarchy= (its config holds the hierarchy)."
             )
         check_text_encoder(encoder_config, name_or_path)
-        text_encoder = AutoModel.from_pretrained(name_or_path, *(), config=encoder_config, **kwargs)
+        text_encoder = AutoModel.from_pretrained(name_or_path, *model_args, config=encoder_config, **kwargs)
         attention = text_encoder.config._attn_implementation
         config = HiSRConfig(text_encoder=text_encoder.config, hierarchy=hierarchy, **config_kwargs)
         config.dtype = text_encoder.dtype
