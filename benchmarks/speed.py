@@ -58,8 +58,9 @@ from transformers import BertConfig, BertForSequenceClassification  # noqa: E402
 from hisr_hf import BertForHierarchicalClassification, HiSRConfig, LabelHierarchy  # noqa: E402
 from hisr_hf.loss import hisr_loss, hisr_loss_from_sequences, sequence_index_from_path_matrix  # noqa: E402
 
-TAXONOMY_DIR = Path("/work/shared/data/taxonomies")
-TWENTY_NG_TAXONOMY = Path("/work/shared/data/20ng/20ng.taxonomy")
+DATA = Path(os.environ.get("HISR_SHARED_DATA", REPO.parent / "shared" / "data"))  # as in scale.py
+TAXONOMY_DIR = DATA / "taxonomies"
+TWENTY_NG_TAXONOMY = DATA / "20ng" / "20ng.taxonomy"
 ENCODER_SIZES = {
     "MiniLM": {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536},
     "bert-base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072},

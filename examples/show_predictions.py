@@ -2,12 +2,13 @@
 """Reload a trained HiSR model with `trust_remote_code` (no hisr_hf import needed), print its test metrics and the
 label paths it predicts for a few test documents.
 
-    python examples/show_predictions.py outputs/quickstart-20ng --test_file ../shared/data/20ng/test.jsonl
+    python examples/show_predictions.py outputs/quickstart-20ng --test_file examples/data/20ng/test.jsonl.gz
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 
@@ -21,7 +22,7 @@ LABEL_COLUMNS = ("labels", "label", "doc_label")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model_dir", help="A directory written by examples/run_htc.py (or any HiSR checkpoint).")
-    parser.add_argument("--test_file", help="JSON lines with the documents to show.")
+    parser.add_argument("--test_file", help="JSON lines (.jsonl or .jsonl.gz) with the documents to show.")
     parser.add_argument("--num_examples", type=int, default=5)
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--strategy", default="consistent", choices=("consistent", "top_down"))
@@ -45,7 +46,7 @@ def main() -> None:
           f"({model.config.num_labels} labels, {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters).")
     if not args.test_file:
         return
-    with open(args.test_file, encoding="utf-8") as handle:
+    with (gzip.open if args.test_file.endswith(".gz") else open)(args.test_file, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     # Evenly spaced documents: test files are often sorted by label.
     step = max(len(records) // max(args.num_examples, 1), 1)

@@ -5,6 +5,7 @@ This file travels with every checkpoint (``trust_remote_code``).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from huggingface_hub.dataclasses import strict
@@ -21,6 +22,15 @@ AUTO_MAP = {
     "AutoConfig": "configuration_hisr.HiSRConfig",
     "AutoModel": "modeling_hisr.HiSRForHierarchicalClassification",
     "AutoModelForSequenceClassification": "modeling_hisr.HiSRForHierarchicalClassification",
+}
+# `config.custom_pipelines` (the format of transformers' PIPELINE_REGISTRY): `pipeline("hierarchical-text-classification",
+# model=..., trust_remote_code=True)` loads pipeline_hisr.py from the checkpoint.
+CUSTOM_PIPELINES = {
+    "hierarchical-text-classification": {
+        "impl": "pipeline_hisr.HierarchicalTextClassificationPipeline",
+        "pt": ["AutoModelForSequenceClassification"],
+        "type": "text",
+    }
 }
 # Encoder families the tests build and round-trip; any other `AutoModel` encoder is accepted too.
 TESTED_ENCODERS = ("bert", "roberta", "xlm-roberta", "deberta-v2", "distilbert", "electra", "modernbert")
@@ -83,6 +93,10 @@ class HiSRConfig(PreTrainedConfig):
         head_learning_rate (`float`, *optional*): learning rate of the head and the GCN when `HiSRTrainer` builds the
             optimizer (the encoder keeps `TrainingArguments.learning_rate`). `None` means the encoder's rate for
             `head="hiagm_tp"` and `1e-2` for `head="factorized"`.
+        thresholds (`dict[str, float]`, *optional*): decision thresholds per label (`{label: probability}`, e.g. tuned
+            on dev data by `run_htc.py --tune_thresholds`); labels it does not list use 0.5. `predict_label_paths`,
+            the `hierarchical-text-classification` pipeline and the endpoint handler use them when no `threshold` is
+            given. `None` (default) means 0.5 for every label.
         hisr_weight (`float`, defaults to 0.01): alpha, the weight of the HiSR loss; 0 is the "- HiSR" ablation.
         hisr_pos_margin (`float`, defaults to 0.5): gold-vs-negative margin.
         hisr_neg_margin (`float`, defaults to 0.15): negative-vs-negative margin per rank step.
@@ -118,6 +132,7 @@ class HiSRConfig(PreTrainedConfig):
     classifier_dropout: float | int | None = None
     gcn_dropout: float | int = 0.05
     head_learning_rate: float | int | None = None
+    thresholds: Any = None
     hisr_weight: float | int = 0.01
     hisr_pos_margin: float | int = 0.5
     hisr_neg_margin: float | int = 0.15
@@ -159,8 +174,12 @@ class HiSRConfig(PreTrainedConfig):
             raise ValueError(f"hisr_node_top_k must be >= 1, got {self.hisr_node_top_k}.")
         if getattr(self, "auto_map", None) is None:
             self.auto_map = dict(AUTO_MAP)
+        if getattr(self, "custom_pipelines", None) is None:
+            self.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         if self.hierarchy is not None:
             self._set_hierarchy(self.hierarchy)
+        if self.thresholds is not None:
+            self.thresholds = _validated_thresholds(self.thresholds, self.get_hierarchy() if self.hierarchy else None)
         if self.node_dim is None:
             self.node_dim = self.default_node_dim()
         elif self.node_dim < 1:
@@ -247,6 +266,21 @@ class HiSRConfig(PreTrainedConfig):
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {list(choices)}, got {value!r}.")
+
+
+def _validated_thresholds(thresholds: Any, hierarchy: LabelHierarchy | None) -> dict[str, float]:
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"thresholds must be a dict {{label: threshold}} (or None), got {type(thresholds).__name__}.")
+    if hierarchy is None:
+        raise ValueError("thresholds need a hierarchy: give hierarchy= as well.")
+    unknown = sorted(label for label in thresholds if label not in hierarchy.label2id)
+    if unknown:
+        raise ValueError(f"thresholds name label(s) the hierarchy does not have: {unknown[:5]}.")
+    bad = {label: value for label, value in thresholds.items()
+           if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1}  # fmt: skip
+    if bad:
+        raise ValueError(f"thresholds must be probabilities in [0, 1); got {dict(list(bad.items())[:5])}.")
+    return {label: float(value) for label, value in thresholds.items()}
 
 
 def _validated_prior(prior: Any, hierarchy: LabelHierarchy) -> dict[str, dict[str, float]]:

@@ -12,7 +12,7 @@ The flow mirrors the Transformers text-classification examples:
 
 Accepted inputs
     Files are JSON lines (`.json`, `.jsonl`; one object per line, blank lines skipped), CSV (`.csv`, with a
-    header row) or a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`. A Hub dataset is
+    header row), either of them compressed (`.gz`, `.bz2`, `.xz`: `train.jsonl.gz`), or a folder written by `Dataset.save_to_disk` / `DatasetDict.save_to_disk`. A Hub dataset is
     read with `datasets.load_dataset`. Texts are strings (a list of tokens is joined with spaces). A document's
     labels are a list of label names, or one string that is
 
@@ -31,7 +31,10 @@ labels that are not in the hierarchy raise a `ValueError` that names the file, l
 from __future__ import annotations
 
 import ast
+import bz2
+import gzip
 import json
+import lzma
 import math
 import os
 import re
@@ -58,6 +61,7 @@ SPLITS = ("train", "validation", "test")
 _SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "dev", "valid", "eval"), "test": ("test",)}
 _JSON_SUFFIXES = (".json", ".jsonl")
 _CSV_SUFFIXES = (".csv",)
+_COMPRESSIONS = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 _UNKNOWN_LABEL_MODES = ("error", "drop")
 _MULTI_LABEL_SEPARATORS = re.compile(r"[;|]")
 _SHOWN = 5  # how many rows / labels an error message lists
@@ -132,7 +136,7 @@ def _load_split(split: str, path: str, cache_dir: str | None) -> datasets.Datase
         raise FileNotFoundError(f"The {split} file {path} does not exist.")
     if os.path.isdir(path):
         return _load_from_disk(split, path)
-    suffix = os.path.splitext(path)[1].lower()
+    suffix = _data_suffix(path)
     if suffix in _JSON_SUFFIXES:
         check_json_lines(path)
         return datasets.Dataset.from_json(path, cache_dir=cache_dir)
@@ -144,8 +148,24 @@ def _load_split(split: str, path: str, cache_dir: str | None) -> datasets.Datase
             raise ValueError(f"{path}: could not read the CSV file: {error}") from error
     raise ValueError(
         f"The {split} file {path} has the extension {suffix or '(none)'!r}; accepted are JSON lines "
-        f"({', '.join(_JSON_SUFFIXES)}), CSV ({', '.join(_CSV_SUFFIXES)}) or a folder written by save_to_disk."
+        f"({', '.join(_JSON_SUFFIXES)}), CSV ({', '.join(_CSV_SUFFIXES)}), either compressed "
+        f"({', '.join(_COMPRESSIONS)}, e.g. train.jsonl.gz), or a folder written by save_to_disk."
     )
+
+
+def _data_suffix(path: str) -> str:
+    """The format suffix of ``path``, looking through a compression suffix: ``train.jsonl.gz`` -> ``.jsonl``."""
+    stem, suffix = os.path.splitext(path)
+    if suffix.lower() in _COMPRESSIONS:
+        inner = os.path.splitext(stem)[1].lower()
+        return inner if inner in _JSON_SUFFIXES + _CSV_SUFFIXES else inner + suffix.lower()
+    return suffix.lower()
+
+
+def open_data_file(path: str | os.PathLike):
+    """Open a data file for reading bytes, decompressing `.gz` / `.bz2` / `.xz` files on the fly."""
+    opener = _COMPRESSIONS.get(os.path.splitext(os.fspath(path))[1].lower(), open)
+    return opener(path, "rb")
 
 
 def _load_from_disk(split: str, path: str) -> datasets.Dataset:
@@ -177,7 +197,7 @@ def check_json_lines(path: str | os.PathLike) -> int:
     path = os.fspath(path)
     first_kind: dict[str, tuple[str, int]] = {}
     documents = 0
-    with open(path, "rb") as handle:
+    with open_data_file(path) as handle:
         for number, raw_line in enumerate(handle, start=1):
             try:
                 line = raw_line.decode("utf-8")

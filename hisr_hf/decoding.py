@@ -35,8 +35,32 @@ class LabelPathPrediction:
         return {"labels": self.labels, "paths": self.paths, "scores": self.scores}
 
 
-def consistent_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float = 0.5) -> torch.Tensor:
-    """Labels above ``threshold`` whose ancestors are all above it too: ``(B, L)`` bool.
+def label_thresholds(config, hierarchy: LabelHierarchy) -> float | torch.Tensor:
+    """The decision thresholds a model's config stores: a ``(L,)`` tensor in label-id order from `config.thresholds`
+    (`{label: threshold}`, labels it does not list at 0.5), or 0.5 when it stores none."""
+    stored = getattr(config, "thresholds", None)
+    if not stored:
+        return 0.5
+    return torch.tensor([float(stored.get(label, 0.5)) for label in hierarchy.labels])
+
+
+def _threshold_vector(threshold: float | torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """``threshold`` as a ``(L,)`` tensor on ``probs``' device: one value for every label, or one per label."""
+    vector = torch.as_tensor(threshold, dtype=probs.dtype, device=probs.device)
+    if vector.dim() == 0:
+        return vector.expand(probs.shape[-1])
+    if vector.shape != (probs.shape[-1],):
+        raise ValueError(
+            f"threshold must be one float or one value per label ({probs.shape[-1]}), got shape {tuple(vector.shape)}."
+        )
+    return vector
+
+
+def consistent_mask(
+    probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float | torch.Tensor = 0.5
+) -> torch.Tensor:
+    """Labels above ``threshold`` (one float, or a ``(L,)`` tensor of per-label thresholds) whose ancestors are all
+    above theirs too: ``(B, L)`` bool.
 
     A label whose parent falls under the threshold is dropped rather than its parent added, so decoding can
     only remove predictions, never invent them. Works from the hierarchy's sequence index: ``O(B * L * depth)``.
@@ -44,7 +68,7 @@ def consistent_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: f
     index, _ = hierarchy.sequence_index()
     index = index.to(probs.device)
     # Labels on the first axis: each step gathers whole rows (one per label) instead of B * L scattered elements.
-    above = (probs > threshold).T.contiguous()
+    above = (probs > _threshold_vector(threshold, probs)).T.contiguous()
     padded = torch.cat([above, torch.ones_like(above[:1])], dim=0)  # the padding id L reads as "present"
     keep = above.clone()
     for position in range(index.shape[1]):  # one step per member of the longest sequence (the depth, in a tree)
@@ -52,13 +76,17 @@ def consistent_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: f
     return keep.T
 
 
-def top_down_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float = 0.5) -> torch.Tensor:
-    """Greedy single-path decoding: from the top, follow the most probable child while it is above
-    ``threshold``. Returns ``(B, L)`` bool with one (possibly empty) chain of parent links per document; in a
-    DAG the chain passes through one parent of each label, not all of them."""
+def top_down_mask(
+    probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: float | torch.Tensor = 0.5
+) -> torch.Tensor:
+    """Greedy single-path decoding: from the top, follow the most probable child while it is above its
+    ``threshold`` (one float, or a ``(L,)`` tensor of per-label thresholds). Returns ``(B, L)`` bool with one
+    (possibly empty) chain of parent links per document; in a DAG the chain passes through one parent of each label, not all of them."""
     num_labels = hierarchy.num_labels
     table = hierarchy.children_index().to(probs.device)  # (L + 1, W); row L is the implicit root
     padded = torch.cat([probs, torch.full_like(probs[:, :1], float("-inf"))], dim=1)
+    thresholds = _threshold_vector(threshold, probs)
+    thresholds = torch.cat([thresholds, thresholds.new_full((1,), float("inf"))])  # the padding id never passes
     batch = torch.arange(probs.shape[0], device=probs.device)
     mask = torch.zeros(probs.shape[0], num_labels + 1, dtype=torch.bool, device=probs.device)
     node = torch.full((probs.shape[0],), num_labels, dtype=torch.long, device=probs.device)
@@ -67,7 +95,7 @@ def top_down_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: flo
         candidates = table[node]
         best_prob, best = padded.gather(1, candidates).max(dim=1)
         chosen = candidates[batch, best]
-        alive = alive & (best_prob > threshold) & (chosen < num_labels)
+        alive = alive & (best_prob > thresholds[chosen]) & (chosen < num_labels)
         mask[batch[alive], chosen[alive]] = True
         node = torch.where(alive, chosen, torch.full_like(chosen, num_labels))
     return mask[:, :num_labels]
@@ -76,7 +104,7 @@ def top_down_mask(probs: torch.Tensor, hierarchy: LabelHierarchy, threshold: flo
 def decode_label_paths(
     probs: torch.Tensor,
     hierarchy: LabelHierarchy,
-    threshold: float = 0.5,
+    threshold: float | torch.Tensor = 0.5,
     strategy: str = "consistent",
 ) -> list[LabelPathPrediction]:
     """Decode ``(B, L)`` probabilities into label sets that respect the hierarchy.
@@ -84,7 +112,9 @@ def decode_label_paths(
     Args:
         probs (`torch.Tensor` of shape `(batch_size, num_labels)`): sigmoid scores.
         hierarchy (`LabelHierarchy`): the model's hierarchy (`model.config.get_hierarchy()`).
-        threshold (`float`, defaults to 0.5): a label is a candidate when its probability is above it.
+        threshold (`float` or `torch.Tensor` of shape `(num_labels,)`, defaults to 0.5): a label is a candidate when
+            its probability is above it (or above its own entry; `label_thresholds(model.config, hierarchy)` gives
+            the thresholds a model stores).
         strategy (`str`, defaults to `"consistent"`): `"consistent"` keeps every candidate whose ancestors are all
             candidates (multi-path); `"top_down"` follows the single most probable child from the top while it is
             above the threshold (single-path data).

@@ -2,10 +2,11 @@
 
 `hisr_hf.hub.write_endpoint_handler` copies this file as `handler.py` into every saved and pushed model folder: the
 Hub's serverless widgets refuse models that need custom code, and a dedicated Inference Endpoint runs this handler
-instead of the default pipeline. It imports only `torch` and `transformers`; the model code comes from the
-repository itself (`trust_remote_code`).
+instead of the default pipeline. It imports only `torch` and `transformers`; the model code and the
+`hierarchical-text-classification` pipeline come from the repository itself (`trust_remote_code`).
 
-Request: `{"inputs": "a text" | ["text", ...], "parameters": {"threshold": 0.5, "strategy": "consistent"}}`.
+Request: `{"inputs": "a text" | ["text", ...], "parameters": {"threshold": 0.5, "strategy": "consistent", "top_k": 3}}`
+(every parameter optional; without `threshold` the thresholds stored in the model's config, else 0.5).
 Response: one `{"labels": [...], "paths": [[...], ...], "scores": {label: probability}}` per input text, where
 `paths` are the predicted root-to-label paths (a label only ever comes with all of its ancestors).
 """
@@ -13,13 +14,14 @@ Response: one `{"labels": [...], "paths": [[...], ...], "scores": {label: probab
 from typing import Any
 
 import torch
-from transformers import AutoModel, AutoTokenizer
+from transformers import pipeline
 
-DEFAULT_PARAMETERS = {"threshold": 0.5, "strategy": "consistent"}
+TASK = "hierarchical-text-classification"
+PARAMETERS = ("threshold", "strategy", "top_k")
 
 
 class EndpointHandler:
-    """Loads the model and tokenizer of the repository once, then decodes label paths for each request.
+    """Loads the repository's `hierarchical-text-classification` pipeline once, then answers each request with it.
 
     Args:
         path (`str`, defaults to `""`): the local copy of the repository (Inference Endpoints passes it).
@@ -34,18 +36,13 @@ class EndpointHandler:
     """
 
     def __init__(self, path: str = ""):
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path, trust_remote_code=True)
-        if not hasattr(self.model, "predict_label_paths"):
+        try:
+            self.pipeline = pipeline(TASK, model=path or ".", trust_remote_code=True, device=0 if torch.cuda.is_available() else -1)
+        except (KeyError, ValueError) as error:
             raise ValueError(
-                f"{path or 'This repository'} holds a {type(self.model).__name__}, not a HiSR model with "
-                "`predict_label_paths`; this handler serves HiSRForHierarchicalClassification checkpoints."
-            )
-        self.model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-        # Tokenizers without a configured limit report a huge model_max_length; the position embeddings decide.
-        encoder_config = getattr(self.model.config, "text_encoder", None) or self.model.config  # flat in hisr_hf 0.1
-        positions = getattr(encoder_config, "max_position_embeddings", None) or self.tokenizer.model_max_length
-        self.max_length = min(self.tokenizer.model_max_length, positions)
+                f"{path or 'This repository'} has no {TASK} pipeline in its config.json ({error}); this handler serves "
+                "HiSR checkpoints saved by hisr_hf 0.2 or later (load the model with hisr_hf and save it again)."
+            ) from error
 
     def __call__(self, data: dict[str, Any]) -> list[dict[str, Any]]:
         inputs = data.get("inputs")
@@ -55,15 +52,8 @@ class EndpointHandler:
             texts = inputs
         else:
             raise ValueError(f'"inputs" must be a string or a list of strings, got {type(inputs).__name__}.')
-        parameters = {**DEFAULT_PARAMETERS, **(data.get("parameters") or {})}
-        unknown = sorted(set(parameters) - set(DEFAULT_PARAMETERS))
+        parameters = dict(data.get("parameters") or {})
+        unknown = sorted(set(parameters) - set(PARAMETERS))
         if unknown:
-            raise ValueError(f"Unknown parameter(s) {unknown}; accepted: {sorted(DEFAULT_PARAMETERS)}.")
-        predictions = self.model.predict_label_paths(
-            texts,
-            self.tokenizer,
-            threshold=float(parameters["threshold"]),
-            strategy=parameters["strategy"],
-            max_length=self.max_length,
-        )
-        return [prediction.to_dict() for prediction in predictions]
+            raise ValueError(f"Unknown parameter(s) {unknown}; accepted: {list(PARAMETERS)}.")
+        return self.pipeline(texts, **parameters)

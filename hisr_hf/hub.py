@@ -95,12 +95,35 @@ def push_folder(
     >>> push_folder("widget-model", "org/hisr-wos-widget")  # doctest: +SKIP
     ```
     """
-    api = HfApi()
     note = f"The local folder {folder} is intact; push it again once the problem is fixed."
+    repo_id = _create_repo(repo_id, private, token, note)
+    return _upload_folder(folder, repo_id, note, commit_message=commit_message, commit_description=commit_description,
+                          token=token, revision=revision, create_pr=create_pr, ignore_patterns=ignore_patterns)  # fmt: skip
+
+
+def _create_repo(repo_id: str, private: bool | None, token: str | bool | None, note: str) -> str:
+    """Create `repo_id` if it does not exist; returns its full name (`namespace/name`)."""
     try:
-        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
+        return HfApi().create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
     except Exception as error:
         raise HubPushError(repo_id, "creating the repo", error, note) from error
+
+
+def _upload_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    note: str,
+    *,
+    commit_message: str,
+    commit_description: str | None,
+    token: str | bool | None,
+    revision: str | None,
+    create_pr: bool,
+    ignore_patterns: Iterable[str] | None = None,
+) -> CommitInfo:
+    """The one upload path of `push_folder` and `push_to_hub`: `folder` as one commit (on `revision`, a branch
+    created if needed)."""
+    api = HfApi()
     try:
         if revision is not None and not revision.startswith("refs/pr"):
             api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
@@ -153,11 +176,7 @@ def push_to_hub(
     if unused:
         logger.warning("push_to_hub ignores the argument(s) %s.", sorted(unused))
     note = "Nothing was changed locally; call push_to_hub again once the problem is fixed."
-    api = HfApi()
-    try:
-        repo_id = api.create_repo(repo_id, private=private, token=token, exist_ok=True).repo_id
-    except Exception as error:
-        raise HubPushError(repo_id, "creating the repo", error, note) from error
+    repo_id = _create_repo(repo_id, private, token, note)
     card_data = card_data_for(model)
     card_data.model_id = repo_id
     card_data.tags.extend(tag for tag in tags or [] if tag not in card_data.tags)
@@ -165,20 +184,9 @@ def push_to_hub(
         model.save_pretrained(folder, max_shard_size=max_shard_size)  # the save hook writes README.md and handler.py
         if tokenizer is not None:
             tokenizer.save_pretrained(folder)
-        try:
-            if revision is not None and not revision.startswith("refs/pr"):
-                api.create_branch(repo_id, branch=revision, token=token, exist_ok=True)
-            return api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                commit_message=commit_message or "Upload HiSR model",
-                commit_description=commit_description,
-                token=token,
-                revision=revision,
-                create_pr=create_pr,
-            )
-        except Exception as error:
-            raise HubPushError(repo_id, "uploading the model", error, note) from error
+        return _upload_folder(folder, repo_id, note, commit_message=commit_message or "Upload HiSR model",
+                              commit_description=commit_description, token=token, revision=revision,
+                              create_pr=create_pr)  # fmt: skip
 
 
 def write_endpoint_handler(directory: str | os.PathLike) -> str:
@@ -284,7 +292,7 @@ def save_hook(model, save_directory: str | os.PathLike) -> None:
 
 def install_hooks() -> None:
     """Let `save_pretrained` and `push_to_hub` of HiSR models write and keep the model card (see modeling_hisr.py)."""
-    HiSRPreTrainedModel._hub_hooks.update(save=save_hook, push=push_to_hub)
+    HiSRPreTrainedModel._hub_hooks.update(save=save_hook, push=push_to_hub, push_folder=push_folder)
 
 
 # ---------------------------------------------------------------------------------------------- Trainer

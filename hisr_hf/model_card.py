@@ -317,6 +317,7 @@ def _template_context(model, card_data: HiSRModelCardData) -> dict[str, Any]:
         "language": card_data.language,
         "license": card_data.license,
         "threshold": card_data.threshold,
+        "thresholds_tuned": bool(getattr(config, "thresholds", None)),
         "structure_encoder": getattr(config, "structure_encoder", "none"),
         "model_class": type(model).__name__,
         "encoder": {

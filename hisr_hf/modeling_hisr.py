@@ -8,6 +8,7 @@ and its sibling files.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
@@ -20,9 +21,10 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_hisr import TESTED_ENCODERS, HiSRConfig
-from .decoding import LabelPathPrediction, decode_label_paths
+from .decoding import LabelPathPrediction, decode_label_paths, label_thresholds
 from .hierarchy import LabelHierarchy
 from .loss import hisr_loss_from_sequences, node_loss
+from .pipeline_hisr import HierarchicalTextClassificationPipeline
 
 logger = logging.get_logger(__name__)
 
@@ -186,20 +188,29 @@ class HiSRPreTrainedModel(PreTrainedModel):
     # cannot import that code; where the model comes from `trust_remote_code` alone the dict is empty and saving and
     # pushing work as for any transformers model.
     _hub_hooks: ClassVar[dict[str, Callable]] = {}
+    # The `hierarchical-text-classification` pipeline (config.custom_pipelines). Importing it here is also what makes
+    # pipeline_hisr.py travel with every saved checkpoint, like the other files this one imports.
+    pipeline_class: ClassVar[type] = HierarchicalTextClassificationPipeline
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`; with `hisr_hf` imported it also writes README.md (the model card) and
-        handler.py (an Inference Endpoints handler) into `save_directory`."""
+        handler.py (an Inference Endpoints handler) into `save_directory`, and `push_to_hub=True` uploads the folder
+        once they are there (the model card, handler.py and the code in one commit)."""
         # Both auto classes load the class that was saved (a BertForHierarchicalClassification stays one).
         auto_map = dict(self.config.auto_map or {})
         for auto_class in ("AutoModel", "AutoModelForSequenceClassification"):
             auto_map[auto_class] = f"modeling_hisr.{type(self).__name__}"
         self.config.auto_map = auto_map
-        super().save_pretrained(save_directory, *args, **kwargs)
         hook = self._hub_hooks.get("save")
+        push = hook is not None and kwargs.pop("push_to_hub", False)
+        push_kwargs = {name: kwargs.pop(name) for name in _FOLDER_PUSH_ARGUMENTS if name in kwargs} if push else {}
+        super().save_pretrained(save_directory, *args, **kwargs)
         is_main_process = kwargs.get("is_main_process", args[0] if args else True)
         if hook is not None and is_main_process:
             hook(self, save_directory)
+            if push:
+                repo_id = push_kwargs.pop("repo_id", None) or os.path.basename(os.path.normpath(save_directory))
+                self._hub_hooks["push_folder"](save_directory, repo_id, **push_kwargs)
 
     def push_to_hub(self, repo_id: str, *args, **kwargs):
         """`PreTrainedModel.push_to_hub`; with `hisr_hf` imported it is `hisr_hf.hub.push_to_hub` (one commit with the
@@ -394,7 +405,7 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         self,
         texts: str | list[str],
         tokenizer,
-        threshold: float = 0.5,
+        threshold: float | None = None,
         strategy: str = "consistent",
         max_length: int | None = None,
         batch_size: int = 32,
@@ -404,7 +415,8 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         Args:
             texts (`str` or `list[str]`): documents.
             tokenizer: the checkpoint's tokenizer (`AutoTokenizer.from_pretrained(...)`).
-            threshold (`float`, defaults to 0.5): probability above which a label is a candidate.
+            threshold (`float`, *optional*): probability above which a label is a candidate; defaults to the per-label
+                thresholds of `config.thresholds` when the model stores them, else 0.5.
             strategy (`str`, defaults to `"consistent"`): `"consistent"` (a label only with all of its ancestors,
                 multi-path) or `"top_down"` (greedy single path that stops where the best child falls under the
                 threshold). See `hisr_hf.decoding.decode_label_paths`.
@@ -422,6 +434,8 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         was_training = self.training
         self.eval()
         hierarchy = self.hierarchy
+        if threshold is None:
+            threshold = label_thresholds(self.config, hierarchy)
         results: list[LabelPathPrediction] = []
         for start in range(0, len(texts), batch_size):
             batch = tokenizer(
@@ -610,6 +624,10 @@ def _accepted_inputs(text_encoder: nn.Module) -> set[str]:
     accepted = {name for name in names if name in parameters}
     # transformers 5 encoders take output_attentions / output_hidden_states through **kwargs.
     return accepted | {"output_attentions", "output_hidden_states"}
+
+
+# What `save_pretrained(..., push_to_hub=True, **kwargs)` passes on to the upload (hisr_hf.hub.push_folder).
+_FOLDER_PUSH_ARGUMENTS = ("repo_id", "commit_message", "commit_description", "private", "token", "revision", "create_pr")
 
 
 def _hub_kwargs(kwargs: dict) -> dict:

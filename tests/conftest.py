@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import doctest
+import gzip
+import itertools
 import os
 import subprocess
 import sys
@@ -13,18 +15,18 @@ import torch
 
 from hisr_hf import BertForHierarchicalClassification, HiSRConfig, LabelHierarchy
 
-
-def _shared_data() -> Path:
-    """The real data folder: $HISR_SHARED_DATA, else ``shared/data`` beside the repository (as in CI)."""
-    if os.environ.get("HISR_SHARED_DATA"):
-        return Path(os.environ["HISR_SHARED_DATA"])
-    for candidate in (Path(__file__).resolve().parents[2] / "shared" / "data", Path("/work/shared/data")):
-        if candidate.is_dir():
-            return candidate
-    raise RuntimeError("The real data folder shared/data was not found beside the repository; set HISR_SHARED_DATA.")
+REPO = Path(__file__).resolve().parents[1]
+# The demo data set shipped with the repository: 20 Newsgroups, {train,dev,test}.jsonl.gz and 20ng.taxonomy.
+DEMO_20NG = REPO / "examples" / "data" / "20ng"
+# Slices of AAPD and WOS-1k and the standard benchmarks' taxonomies (tests/fixtures/data/README.md).
+REAL_DATA = Path(__file__).resolve().parent / "fixtures" / "data"
 
 
-SHARED_DATA = _shared_data()
+def read_lines(path: Path, count: int, step: int = 1) -> list[str]:
+    """Every ``step``-th of the first ``count * step`` lines of a JSON lines file (``.gz`` read as such)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
+        return list(itertools.islice(handle, 0, count * step, step))
 
 
 def run_docstring_examples(obj) -> None:

@@ -41,6 +41,15 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
 ORG = "hisr-test"
 TRAINER_STRATEGIES = ("end", "every_save", "checkpoint", "all_checkpoints")
 EXAMPLE_TEXTS = ["apple xenon one report", "bread zebra stripe and yacht yellow"]
+SAVED_THRESHOLDS = {"A": 0.47, "A.x": 0.6, "B": 0.3}
+# Calls of the hierarchical-text-classification pipeline in job_load: (texts, call parameters).
+HIERARCHICAL_CALLS = [
+    (EXAMPLE_TEXTS, {}),
+    (EXAMPLE_TEXTS, {"threshold": 0.45, "strategy": "top_down"}),
+    (EXAMPLE_TEXTS, {"threshold": 0.3, "top_k": 1}),
+    (EXAMPLE_TEXTS, {"batch_size": 2}),
+    (["", "   ", " ".join(EXAMPLE_TEXTS * 40)], {}),  # empty texts; a text longer than the 64 positions of TINY
+]
 
 
 # ---------------------------------------------------------------------------------------------- shared fixtures
@@ -184,6 +193,15 @@ def job_push(workdir: Path) -> None:
     result["repos"]["model-push"]["dev"] = {"commit": info.oid, "logits": fixed_logits(other)}
     lap("model.push_to_hub")
 
+    # 1b. model.save_pretrained(folder, push_to_hub=True): the card and handler.py must be in the commit; the config
+    # stores per-label thresholds, which the pipeline uses by default
+    saved = tiny_model(seed=2)
+    saved.config.thresholds = SAVED_THRESHOLDS
+    tokenizer.save_pretrained(workdir / "save-push")
+    saved.save_pretrained(workdir / "save-push", push_to_hub=True, repo_id=f"{ORG}/save-push", commit_message="Saved and pushed")
+    result["repos"]["save-push"] = {"repo": f"{ORG}/save-push", "logits": fixed_logits(saved)}
+    lap("save_pretrained(push_to_hub=True)")
+
     # 2. HiSRTrainer with each hub_strategy
     for strategy in TRAINER_STRATEGIES:
         repo = f"{ORG}/trainer-{strategy.replace('_', '-')}"
@@ -309,7 +327,7 @@ def job_load(request_path: Path, out_path: Path) -> None:
 
     sys.modules["hisr_hf"] = None  # a user without hisr_hf: any import of it fails
     request = json.loads(request_path.read_text(encoding="utf-8"))
-    result: dict = {"loads": {}, "pipelines": {}, "handlers": {}, "errors": {}}
+    result: dict = {"loads": {}, "pipelines": {}, "hierarchical": {}, "handlers": {}, "errors": {}}
     input_ids, attention_mask = torch.tensor(FIXED_INPUT_IDS), torch.tensor(FIXED_ATTENTION_MASK)
     for item in request.get("loads", []):
         try:
@@ -332,6 +350,23 @@ def job_load(request_path: Path, out_path: Path) -> None:
             result["pipelines"][item["key"]] = classifier(item["texts"])
         except Exception:
             result["errors"][item["key"]] = traceback.format_exc()
+    for item in request.get("hierarchical", []):
+        try:
+            classifier = pipeline(
+                "hierarchical-text-classification", model=item["repo"], revision=item["revision"], trust_remote_code=True
+            )
+            outputs = [classifier(texts, **kwargs) for texts, kwargs in HIERARCHICAL_CALLS]
+            outputs.append(classifier(EXAMPLE_TEXTS[0]))  # one string in, one dict out
+            try:
+                classifier([EXAMPLE_TEXTS[0], 7])
+                outputs.append(None)
+            except TypeError as error:
+                outputs.append(str(error))
+            inferred = pipeline(model=item["repo"], revision=item["revision"], trust_remote_code=True)
+            outputs.append(type(inferred).__name__)  # the task is inferred from config.custom_pipelines
+            result["hierarchical"][item["key"]] = outputs
+        except Exception:
+            result["errors"][item["key"] + ":hierarchical"] = traceback.format_exc()
     for item in request.get("handlers", []):
         try:
             path = snapshot_download(item["repo"], revision=item["revision"])

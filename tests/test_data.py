@@ -1,15 +1,18 @@
 """Data loading: the real file formats, hierarchy building, label normalisation, errors users meet, the collator.
 
-Real data is read from shared/data in slices (the first lines of each file), never whole.
+Real documents come from the demo data (examples/data/20ng) and the slices in tests/fixtures/data.
 """
 
 from __future__ import annotations
 
+import bz2
 import csv
+import gzip
 import importlib.resources
-import itertools
 import json
 import logging
+import lzma
+import re
 from pathlib import Path
 
 import datasets
@@ -29,11 +32,16 @@ from hisr_hf.data import (
 )
 from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
 
-from .conftest import SHARED_DATA
+from .conftest import DEMO_20NG, REAL_DATA, read_lines
 
-DATA = SHARED_DATA
-WOS_TAXONOMY = DATA / "wos1k" / "wos.taxonomy"
-NG_TAXONOMY = DATA / "20ng" / "20ng.taxonomy"
+WOS_TAXONOMY = REAL_DATA / "wos1k" / "wos.taxonomy"
+NG_TAXONOMY = DEMO_20NG / "20ng.taxonomy"
+# name: (train file, dev file) of the real data sets in their own formats
+REAL_SPLITS = {
+    "20ng": (DEMO_20NG / "train.jsonl.gz", DEMO_20NG / "dev.jsonl.gz"),
+    "aapd": (REAL_DATA / "aapd" / "train.jsonl", REAL_DATA / "aapd" / "dev.jsonl"),
+    "wos1k": (REAL_DATA / "wos1k" / "train.jsonl", REAL_DATA / "wos1k" / "dev.jsonl"),
+}
 LOGGER = "hisr_hf.data"
 
 # HiAGM-format taxonomy written inline: depth 3, "B" has a single child.
@@ -59,8 +67,7 @@ def cache_dir(tmp_path) -> str:
 
 
 def head_lines(source: Path, n: int) -> list[str]:
-    with open(source, encoding="utf-8") as handle:
-        return list(itertools.islice(handle, n))
+    return read_lines(source, n)
 
 
 def copy_head(source: Path, target: Path, n: int = 20) -> Path:
@@ -81,20 +88,20 @@ def multi_hot(hierarchy: LabelHierarchy, dataset) -> np.ndarray:
 @pytest.mark.parametrize(
     ("name", "taxonomy", "columns"),
     [
-        ("20ng", "20ng/20ng.taxonomy", ("text", "labels")),
-        ("aapd", "aapd/aapd.taxonomy", ("token", "label")),
-        ("wos1k", "wos1k/wos.taxonomy", ("doc_token", "doc_label")),
+        ("20ng", DEMO_20NG / "20ng.taxonomy", ("text", "labels")),
+        ("aapd", REAL_DATA / "aapd" / "aapd.taxonomy", ("token", "label")),
+        ("wos1k", WOS_TAXONOMY, ("doc_token", "doc_label")),
     ],
 )
 def test_real_formats_load_and_prepare(tmp_path, cache_dir, tokenizer, name, taxonomy, columns):
-    train = copy_head(DATA / name / "train.jsonl", tmp_path / "train.jsonl", 20)
-    dev = copy_head(DATA / name / "dev.jsonl", tmp_path / "dev.jsonl", 8)
+    train = copy_head(REAL_SPLITS[name][0], tmp_path / "train.jsonl", 20)
+    dev = copy_head(REAL_SPLITS[name][1], tmp_path / "dev.jsonl", 8)
     raw = load_raw_datasets(train_file=str(train), validation_file=str(dev), cache_dir=cache_dir)
     assert list(raw) == ["train", "validation"]
     assert (raw.num_rows["train"], raw.num_rows["validation"]) == (20, 8)
     assert resolve_columns(raw["train"].column_names) == columns
 
-    hierarchy = build_hierarchy(DATA / taxonomy)
+    hierarchy = build_hierarchy(taxonomy)
     prepared = prepare_datasets(raw, tokenizer, hierarchy, max_seq_length=32)
     for split, rows in (("train", 20), ("validation", 8)):
         assert set(prepared[split].column_names) == {
@@ -109,7 +116,7 @@ def test_real_formats_load_and_prepare(tmp_path, cache_dir, tokenizer, name, tax
 
 def test_leaf_only_and_path_labels_are_ancestor_closed(tmp_path, cache_dir, tokenizer):
     """wos1k documents given as the leaf only, as a path, or as "HIV/AIDS" (a label containing the separator)."""
-    records = [json.loads(line) for line in head_lines(DATA / "wos1k" / "train.jsonl", 3)]
+    records = [json.loads(line) for line in head_lines(REAL_DATA / "wos1k" / "train.jsonl", 3)]
     hierarchy = build_hierarchy(WOS_TAXONOMY)
     variants = [
         {"doc_token": records[0]["doc_token"], "doc_label": [records[0]["doc_label"][1]]},  # leaf only
@@ -165,6 +172,26 @@ def test_malformed_json_line_names_file_and_line(tmp_path, cache_dir):
         load_raw_datasets(train_file=str(path), cache_dir=cache_dir)
 
 
+@pytest.mark.parametrize("compression", [gzip, bz2, lzma], ids=["gz", "bz2", "xz"])
+def test_compressed_files_load_like_plain_ones(tmp_path, cache_dir, compression):
+    suffix = {gzip: ".gz", bz2: ".bz2", lzma: ".xz"}[compression]
+    lines = head_lines(REAL_DATA / "aapd" / "train.jsonl", 5)
+    jsonl = tmp_path / f"train.jsonl{suffix}"
+    with compression.open(jsonl, "wt", encoding="utf-8") as handle:
+        handle.write("".join(lines))
+    csv_file = tmp_path / f"dev.csv{suffix}"
+    with compression.open(csv_file, "wt", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([["text", "labels"], ["first", "cs.ai;cs.lg"], ["NA", "math"]])
+    raw = load_raw_datasets(train_file=str(jsonl), validation_file=str(csv_file), cache_dir=cache_dir)
+    assert raw["train"]["token"] == [json.loads(line)["token"] for line in lines]
+    assert raw["validation"]["text"] == ["first", "NA"]
+    broken = tmp_path / f"test.jsonl{suffix}"
+    with compression.open(broken, "wt", encoding="utf-8") as handle:
+        handle.write(lines[0] + "{not json\n")
+    with pytest.raises(ValueError, match=rf"test.jsonl{re.escape(suffix)}:2: invalid JSON"):
+        load_raw_datasets(test_file=str(broken), cache_dir=cache_dir)
+
+
 def test_missing_file_and_unknown_format(tmp_path, cache_dir):
     missing = tmp_path / "nowhere" / "dev.jsonl"
     with pytest.raises(FileNotFoundError, match=rf"validation file {missing} does not exist"):
@@ -173,6 +200,10 @@ def test_missing_file_and_unknown_format(tmp_path, cache_dir):
     parquet.write_text("x")
     with pytest.raises(ValueError, match=r"extension '\.parquet'; accepted are JSON lines \(\.json, \.jsonl\), CSV"):
         load_raw_datasets(train_file=str(parquet), cache_dir=cache_dir)
+    text_gz = tmp_path / "train.txt.gz"
+    text_gz.write_bytes(gzip.compress(b"x"))
+    with pytest.raises(ValueError, match=r"extension '\.txt\.gz'; .*either compressed \(\.gz, \.bz2, \.xz"):
+        load_raw_datasets(train_file=str(text_gz), cache_dir=cache_dir)
     with pytest.raises(FileNotFoundError, match="taxonomy file .*missing.taxonomy does not exist"):
         build_hierarchy(tmp_path / "missing.taxonomy")
     with pytest.raises(ValueError, match="give --dataset_name or at least one of --train_file"):
@@ -281,7 +312,7 @@ def test_build_hierarchy_from_paths(caplog):
 
 
 def test_build_hierarchy_from_real_20ng_label_lists(caplog):
-    lists = [json.loads(line)["labels"] for line in head_lines(DATA / "20ng" / "train.jsonl", 300)]
+    lists = [json.loads(line)["labels"] for line in head_lines(DEMO_20NG / "train.jsonl.gz", 300)]
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         inferred = build_hierarchy(label_lists=lists)
     assert "inferred a hierarchy" in caplog.text and "--taxonomy_file" in caplog.text
@@ -295,7 +326,7 @@ def test_build_hierarchy_from_real_20ng_label_lists(caplog):
 
 def test_build_hierarchy_names_containing_the_separator_are_not_paths():
     """WOS lists are ancestor-closed names; "HIV/AIDS" comes with "Medical", so it is a name, not a path."""
-    lists = [json.loads(line)["doc_label"] for line in head_lines(DATA / "wos1k" / "train.jsonl", 40)]
+    lists = [json.loads(line)["doc_label"] for line in head_lines(REAL_DATA / "wos1k" / "train.jsonl", 40)]
     inferred = build_hierarchy(label_lists=[*lists, ["Medical", "HIV/AIDS"]])
     real = LabelHierarchy.from_taxonomy_file(WOS_TAXONOMY)
     assert inferred.parents("HIV/AIDS") == ["Medical"]
@@ -408,9 +439,9 @@ def test_dataset_name_goes_through_load_dataset(monkeypatch, cache_dir):
 
 # ------------------------------------------------------------------------------------------ collator
 def test_collator_pads_text_and_stacks_labels(tmp_path, cache_dir, tokenizer):
-    train = copy_head(DATA / "aapd" / "train.jsonl", tmp_path / "train.jsonl", 6)
+    train = copy_head(REAL_DATA / "aapd" / "train.jsonl", tmp_path / "train.jsonl", 6)
     raw = load_raw_datasets(train_file=str(train), cache_dir=cache_dir)
-    hierarchy = build_hierarchy(DATA / "aapd" / "aapd.taxonomy")
+    hierarchy = build_hierarchy(REAL_DATA / "aapd" / "aapd.taxonomy")
     dataset = prepare_datasets(raw, tokenizer, hierarchy, max_seq_length=48)["train"]
     features = [dataset[i] for i in range(4)]
     features[0] = {**features[0], "input_ids": features[0]["input_ids"][:5], "attention_mask": [1] * 5, "token_type_ids": [0] * 5}

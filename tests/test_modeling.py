@@ -26,7 +26,7 @@ from hisr_hf import (
     node_loss,
 )
 
-from .conftest import SHARED_DATA, run_docstring_examples
+from .conftest import DEMO_20NG, run_docstring_examples
 
 BATCH, SEQ = 3, 7
 
@@ -331,7 +331,7 @@ def test_config_json_round_trip(tmp_path, dag_hierarchy, make_tiny_config):
 
 def test_config_json_with_sorted_string_keys(tmp_path):
     # More than ten labels: a JSON writer that sorts keys stores id2label as "0", "1", "10", ..., "2".
-    hierarchy = LabelHierarchy.from_taxonomy_file(SHARED_DATA / "20ng" / "20ng.taxonomy")
+    hierarchy = LabelHierarchy.from_taxonomy_file(DEMO_20NG / "20ng.taxonomy")
     HiSRConfig(hierarchy=hierarchy, hidden_size=32).save_pretrained(tmp_path)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(json.loads(path.read_text()), sort_keys=True, indent=2))
