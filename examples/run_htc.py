@@ -51,6 +51,11 @@ class ModelArguments:
                   "dir) to start from, or a saved HiSR model."}
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer, if not the model's."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Run code that --model_name_or_path ships (a custom encoder on the Hub). Read that code first. "
+                  "HiSR checkpoints do not need it: hisr_hf is installed here."},
+    )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
     head: str | None = field(
         default=None,
@@ -133,6 +138,9 @@ class HTCTrainingArguments(TrainingArguments):
     load_best_model_at_end: bool = field(default=True, metadata={"help": "Reload the best dev checkpoint at the end."})
     metric_for_best_model: str | None = field(default="micro_f1", metadata={"help": "Dev metric that picks the checkpoint."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept on disk."})
+    restore_callback_states_from_checkpoint: bool = field(
+        default=True, metadata={"help": "On resume, restore early stopping's best dev scores and patience counter."}
+    )
 
 
 def parse_args(argv: list[str] | None = None):
@@ -184,15 +192,20 @@ def main(argv: list[str] | None = None) -> dict:
         dataset_config_name=data_args.dataset_config_name,
         cache_dir=model_args.cache_dir,
     )
+    source_rows: dict[str, list[int]] = {}  # split -> the kept documents' positions in their file
     for split, limit in (
         ("train", data_args.max_train_samples),
         ("validation", data_args.max_eval_samples),
         ("test", data_args.max_predict_samples),
     ):
-        if split in raw and limit is not None:
-            if data_args.sample_seed is not None:
-                raw[split] = raw[split].shuffle(seed=data_args.sample_seed)
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+        if split in raw:
+            rows = np.arange(len(raw[split]))
+            if limit is not None and data_args.sample_seed is not None:
+                rows = np.random.default_rng(data_args.sample_seed).permutation(len(raw[split]))  # = Dataset.shuffle(seed)
+            if limit is not None:
+                rows = rows[:limit]
+                raw[split] = raw[split].select(rows)
+            source_rows[split] = rows.tolist()
     needed = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_predict}
     absent = [split for split, wanted in needed.items() if wanted and split not in raw]
     if absent:
@@ -201,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
     first_split = next(iter(raw.values()))
     text_column, label_column = resolve_columns(first_split.column_names, data_args.text_column, data_args.label_column)
 
-    saved_config = AutoConfig.from_pretrained(model_args.model_name_or_path, cache_dir=model_args.cache_dir, trust_remote_code=True)
+    saved_config = load_config(model_args)
     is_hisr_checkpoint = getattr(saved_config, "model_type", None) == HiSRConfig.model_type
     if is_hisr_checkpoint and data_args.taxonomy_file is None:
         hierarchy = HiSRConfig.from_pretrained(model_args.model_name_or_path).get_hierarchy()
@@ -212,7 +225,11 @@ def main(argv: list[str] | None = None) -> dict:
         os.makedirs(training_args.output_dir, exist_ok=True)
         write_taxonomy(hierarchy, os.path.join(training_args.output_dir, "hierarchy.taxonomy"))
 
-    tokenizer = AutoTokenizer.from_pretrained(model_args.tokenizer_name or model_args.model_name_or_path, cache_dir=model_args.cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(
+        model_args.tokenizer_name or model_args.model_name_or_path,
+        cache_dir=model_args.cache_dir,
+        trust_remote_code=model_args.trust_remote_code,
+    )
     with training_args.main_process_first(desc="tokenisation"):
         prepared = prepare_datasets(
             raw,
@@ -237,7 +254,11 @@ def main(argv: list[str] | None = None) -> dict:
             )
     else:
         model = HiSRForHierarchicalClassification.from_pretrained(
-            model_args.model_name_or_path, hierarchy=hierarchy, cache_dir=model_args.cache_dir, **overrides
+            model_args.model_name_or_path,
+            hierarchy=hierarchy,
+            cache_dir=model_args.cache_dir,
+            trust_remote_code=model_args.trust_remote_code,
+            **overrides,
         )
 
     # What the model card (README.md of every save and push) says about the data; the trainer adds the rest.
@@ -303,6 +324,7 @@ def main(argv: list[str] | None = None) -> dict:
                 hierarchy,
                 data_args.threshold,
                 data_args.decoding,
+                rows=source_rows["test"],
             )
             plot_level_f1(metrics, "test", os.path.join(training_args.output_dir, "test_level_f1.png"))
             logger.info("Test metrics\n%s", format_metrics_table({k[len("test_"):]: v for k, v in metrics.items() if k.startswith("test_")}))
@@ -321,13 +343,30 @@ def _data_name(path: str | None) -> str | None:
     return folder or os.path.basename(path)
 
 
-def write_predictions(path, probs, gold, hierarchy, threshold, strategy) -> None:
-    """One JSON line per test document: predicted labels and paths with scores, and the gold labels."""
+def load_config(model_args: ModelArguments):
+    """The configuration of --model_name_or_path; one that needs the checkpoint's own code says which flag runs it."""
+    try:
+        return AutoConfig.from_pretrained(
+            model_args.model_name_or_path, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
+        )
+    except ValueError as error:
+        if "trust_remote_code" not in str(error) or model_args.trust_remote_code:
+            raise
+        raise ValueError(
+            f"{model_args.model_name_or_path} ships its own model code, which run_htc.py does not run unless asked: "
+            "read that code, then pass --trust_remote_code to run it (HiSR checkpoints do not need it)."
+        ) from error
+
+
+def write_predictions(path, probs, gold, hierarchy, threshold, strategy, rows=None) -> None:
+    """One JSON line per test document: its position in the test file (`row`, 0-based, blank lines not counted; the
+    same with --max_predict_samples and --sample_seed), predicted labels and paths with scores, the gold labels."""
     labels = hierarchy.labels
     predictions = decode_label_paths(probs, hierarchy, threshold=threshold, strategy=strategy)
+    rows = range(len(predictions)) if rows is None else rows
     with open(path, "w", encoding="utf-8") as handle:
-        for index, (prediction, gold_row) in enumerate(zip(predictions, np.asarray(gold))):
-            record = {"index": index, **prediction.to_dict(), "gold": [labels[i] for i in np.flatnonzero(gold_row > 0.5)]}
+        for row, prediction, gold_row in zip(rows, predictions, np.asarray(gold)):
+            record = {"row": row, **prediction.to_dict(), "gold": [labels[i] for i in np.flatnonzero(gold_row > 0.5)]}
             handle.write(json.dumps(record) + "\n")
     logger.info("Wrote %d predictions to %s", len(predictions), path)
 

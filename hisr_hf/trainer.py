@@ -8,6 +8,7 @@ import os
 import numpy as np
 import torch
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 from .hub import HubTrainerMixin
@@ -132,9 +133,13 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
                 json.dump(json.loads(self.args.to_json_string()), handle, indent=2)
 
 
-class HierarchicalEarlyStoppingCallback(TrainerCallback):
+class HierarchicalEarlyStoppingCallback(TrainerCallback, ExportableState):
     """Stop when none of several dev metrics improved for `patience` evaluations (the paper: neither Micro-F1 nor
     Macro-F1 for 6 epochs). The checkpoint that is kept is still chosen by `TrainingArguments.metric_for_best_model`.
+
+    Its best scores and patience counter are saved with every checkpoint (`trainer_state.json`, as for transformers'
+    `EarlyStoppingCallback`) and restored on `resume_from_checkpoint` when
+    `TrainingArguments.restore_callback_states_from_checkpoint=True` (`examples/run_htc.py` sets it).
 
     Args:
         metrics (`tuple[str, ...]`, defaults to `("micro_f1", "macro_f1")`): metric names without the `eval_` prefix.
@@ -148,6 +153,12 @@ class HierarchicalEarlyStoppingCallback(TrainerCallback):
         self.patience = patience
         self.best: dict[str, float] = {}
         self.stale = 0
+
+    def state(self) -> dict:
+        return {
+            "args": {"metrics": list(self.metrics), "patience": self.patience},
+            "attributes": {"best": dict(self.best), "stale": self.stale},
+        }
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         metrics = metrics or {}

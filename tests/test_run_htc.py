@@ -162,3 +162,56 @@ def test_resume_from_checkpoint(tmp_path, small_20ng):
     assert resumed_weights.keys() == straight_weights.keys()
     for name, tensor in straight_weights.items():
         torch.testing.assert_close(resumed_weights[name], tensor, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_early_stopping_state_survives_resume(tmp_path, small_20ng):
+    """The callback's best scores and patience counter travel in trainer_state.json and come back on resume: with
+    stored scores no evaluation can beat and one stale evaluation already counted, patience 2 stops the resumed
+    run at its first evaluation."""
+    output_dir = tmp_path / "run"
+    common = ("--do_train", "--save_strategy", "steps", "--save_steps", "3", "--eval_strategy", "steps",
+              "--eval_steps", "3", "--early_stopping_patience", "2", "--load_best_model_at_end", "false",
+              "--save_total_limit", "5")  # fmt: skip
+    run_htc.main(_flags(small_20ng, output_dir, *common, "--max_steps", "3"))
+    state_file = output_dir / "checkpoint-3" / "trainer_state.json"
+    state = json.loads(state_file.read_text())
+    (stored,) = [state["stateful_callbacks"]["HierarchicalEarlyStoppingCallback"]]
+    evaluation = next(log for log in state["log_history"] if "eval_micro_f1" in log)
+    assert stored["args"] == {"metrics": ["micro_f1", "macro_f1"], "patience": 2}
+    assert stored["attributes"] == {"best": {"micro_f1": evaluation["eval_micro_f1"],
+                                             "macro_f1": evaluation["eval_macro_f1"]}, "stale": 0}  # fmt: skip
+    stored["attributes"] = {"best": {"micro_f1": 2.0, "macro_f1": 2.0}, "stale": 1}
+    state_file.write_text(json.dumps(state))
+    run_htc.main(_flags(small_20ng, output_dir, *common, "--max_steps", "12",
+                        "--resume_from_checkpoint", str(output_dir / "checkpoint-3")))  # fmt: skip
+    assert json.loads((output_dir / "trainer_state.json").read_text())["global_step"] == 6
+
+
+def test_predictions_carry_the_row_of_the_test_file(tmp_path, small_20ng):
+    output_dir = tmp_path / "predict"
+    run_htc.main(_flags(small_20ng, output_dir, "--do_predict", "--max_predict_samples", "5", "--sample_seed", "3"))
+    records = [json.loads(line) for line in (output_dir / "test_predictions.jsonl").read_text().splitlines()]
+    documents = [json.loads(line) for line in small_20ng["test"].read_text().splitlines()]
+    rows = [record["row"] for record in records]
+    assert len(rows) == 5 and len(set(rows)) == 5 and rows != sorted(rows)  # a seeded sample, not the first five
+    assert rows == np.random.default_rng(3).permutation(len(documents))[:5].tolist()
+    for record in records:
+        assert record["gold"] == sorted(documents[record["row"]]["labels"], key=LabelHierarchy.from_taxonomy_file(
+            DATA / "20ng.taxonomy").label2id.get)  # fmt: skip
+
+
+def test_checkpoint_code_runs_only_with_trust_remote_code(tmp_path, small_20ng):
+    """A checkpoint that ships its own configuration code is not executed unless --trust_remote_code is given."""
+    custom = tmp_path / "custom-encoder"
+    custom.mkdir()
+    (custom / "configuration_custom.py").write_text(
+        "from transformers import BertConfig\n\n\nclass CustomConfig(BertConfig):\n    model_type = 'custom-encoder'\n"
+    )
+    (custom / "config.json").write_text(json.dumps(
+        {"model_type": "custom-encoder", "auto_map": {"AutoConfig": "configuration_custom.CustomConfig"}}
+    ))  # fmt: skip
+    flags = _flags(small_20ng, tmp_path / "out", "--do_train")
+    flags[flags.index("--model_name_or_path") + 1] = str(custom)
+    with pytest.raises(ValueError, match=r"ships its own model code.*pass --trust_remote_code"):
+        run_htc.main(flags)
+    assert run_htc.parse_args(flags)[0].trust_remote_code is False
