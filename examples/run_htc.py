@@ -372,8 +372,12 @@ def write_predictions(path, probs, gold, hierarchy, threshold, strategy, rows=No
 
 
 def plot_level_f1(metrics: dict, prefix: str, path: str) -> None:
-    """Bar chart of Micro- and Macro-F1 per hierarchy level."""
-    import matplotlib
+    """Bar chart of Micro- and Macro-F1 per hierarchy level (needs matplotlib: pip install "hisr_hf[examples]")."""
+    try:
+        import matplotlib
+    except ImportError:
+        logger.info("matplotlib is not installed: no %s (pip install \"hisr_hf[examples]\" draws it).", path)
+        return
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

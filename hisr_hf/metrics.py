@@ -15,13 +15,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .hierarchy import LabelHierarchy
 
-__all__ = ["compute_metrics_fn", "format_metrics_table", "hierarchical_f1", "per_label_f1"]
+__all__ = ["EVALUATE_MODULE", "compute_metrics_fn", "format_metrics_table", "hierarchical_f1", "per_label_f1"]
+
+# The `evaluate` module of these metrics: `evaluate.load(EVALUATE_MODULE)` (the folder travels with the package).
+EVALUATE_MODULE = str(Path(__file__).resolve().parent / "evaluate_modules" / "hierarchical_f1")
 
 
 @dataclass(frozen=True)

@@ -70,19 +70,7 @@ class HierarchicalTextClassificationPipeline(Pipeline):
             if not isinstance(max_length, int) or max_length < 1:
                 raise ValueError(f"max_length must be a positive int, got {max_length!r}.")
             preprocess["max_length"] = max_length
-        postprocess: dict[str, Any] = {}
-        if threshold is not None:
-            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
-                raise ValueError(f"threshold must be a probability in [0, 1), got {threshold!r}.")
-            postprocess["threshold"] = float(threshold)
-        if strategy is not None:
-            if strategy not in DECODING_STRATEGIES:
-                raise ValueError(f"strategy must be one of {list(DECODING_STRATEGIES)}, got {strategy!r}.")
-            postprocess["strategy"] = strategy
-        if top_k is not None:
-            if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-                raise ValueError(f"top_k must be a positive int (or None for every path), got {top_k!r}.")
-            postprocess["top_k"] = top_k
+        postprocess = check_decoding_parameters(threshold=threshold, strategy=strategy, top_k=top_k)
         return preprocess, {}, postprocess
 
     def __call__(self, inputs: str | list[str], **kwargs: Any) -> dict[str, Any] | list[dict[str, Any]]:
@@ -114,13 +102,8 @@ class HierarchicalTextClassificationPipeline(Pipeline):
         return {"logits": self.model(**model_inputs).logits}
 
     def postprocess(self, model_outputs, threshold: float | None = None, strategy: str = "consistent", top_k=None):
-        probs = torch.sigmoid(model_outputs["logits"].float())
-        hierarchy = self._hierarchy()
-        thresholds = threshold if threshold is not None else label_thresholds(self.model.config, hierarchy)
-        prediction = decode_label_paths(probs, hierarchy, threshold=thresholds, strategy=strategy)[0]
-        if top_k is not None:
-            prediction = _keep_top_paths(prediction, top_k)
-        return prediction.to_dict()
+        logits = model_outputs["logits"]
+        return decode_logits(logits, self.model.config, self._hierarchy(), threshold, strategy, top_k)[0]
 
     def _hierarchy(self) -> LabelHierarchy:
         cached = getattr(self, "_hierarchy_cache", None)
@@ -130,18 +113,57 @@ class HierarchicalTextClassificationPipeline(Pipeline):
         return cached[1]
 
     def _model_max_length(self) -> int | None:
-        """The longest input the model takes: the tokenizer's limit and the encoder's position embeddings, the
-        smaller of the two (RoBERTa-style encoders reserve `pad_token_id + 1` positions)."""
-        limits = []
-        if self.tokenizer.model_max_length is not None and self.tokenizer.model_max_length < _NO_LIMIT:
-            limits.append(self.tokenizer.model_max_length)
-        config = self.model.config
-        encoder = getattr(config, "text_encoder", None) or config  # hisr_hf 0.1 configs are flat
-        positions = getattr(encoder, "max_position_embeddings", None)
-        if positions:
-            offset = (encoder.pad_token_id or 0) + 1 if "roberta" in encoder.model_type else 0
-            limits.append(positions - offset)
-        return min(limits) if limits else None
+        return model_max_length(self.tokenizer, self.model.config)
+
+
+def model_max_length(tokenizer, config) -> int | None:
+    """The longest input a model takes: the tokenizer's limit and the encoder's position embeddings, the smaller of
+    the two (RoBERTa-style encoders reserve `pad_token_id + 1` positions)."""
+    limits = []
+    if tokenizer.model_max_length is not None and tokenizer.model_max_length < _NO_LIMIT:
+        limits.append(tokenizer.model_max_length)
+    encoder = getattr(config, "text_encoder", None) or config  # hisr_hf 0.1 configs are flat
+    positions = getattr(encoder, "max_position_embeddings", None)
+    if positions:
+        offset = (encoder.pad_token_id or 0) + 1 if "roberta" in encoder.model_type else 0
+        limits.append(positions - offset)
+    return min(limits) if limits else None
+
+
+def check_decoding_parameters(threshold=None, strategy=None, top_k=None) -> dict[str, Any]:
+    """The decoding parameters that were given, checked: `threshold` in [0, 1), a known `strategy`, `top_k` >= 1."""
+    checked: dict[str, Any] = {}
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold < 1:
+            raise ValueError(f"threshold must be a probability in [0, 1), got {threshold!r}.")
+        checked["threshold"] = float(threshold)
+    if strategy is not None:
+        if strategy not in DECODING_STRATEGIES:
+            raise ValueError(f"strategy must be one of {list(DECODING_STRATEGIES)}, got {strategy!r}.")
+        checked["strategy"] = strategy
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(f"top_k must be a positive int (or None for every path), got {top_k!r}.")
+        checked["top_k"] = top_k
+    return checked
+
+
+def decode_logits(
+    logits: torch.Tensor,
+    config,
+    hierarchy: LabelHierarchy,
+    threshold: float | None = None,
+    strategy: str = "consistent",
+    top_k: int | None = None,
+) -> list[dict[str, Any]]:
+    """`(B, L)` logits -> one `{"labels", "paths", "scores"}` per row, as the pipeline returns them (the endpoint
+    handler's ONNX path uses it too). `threshold=None` takes the config's per-label thresholds, else 0.5."""
+    probs = torch.sigmoid(torch.as_tensor(logits).float())
+    thresholds = threshold if threshold is not None else label_thresholds(config, hierarchy)
+    predictions = decode_label_paths(probs, hierarchy, threshold=thresholds, strategy=strategy)
+    if top_k is not None:
+        predictions = [_keep_top_paths(prediction, top_k) for prediction in predictions]
+    return [prediction.to_dict() for prediction in predictions]
 
 
 def _empty() -> dict[str, Any]:

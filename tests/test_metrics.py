@@ -21,7 +21,7 @@ from hisr_hf.metrics import (
     per_label_f1,
 )
 
-from .conftest import DEMO_20NG, read_lines
+from .conftest import DEMO_20NG, REPO, read_lines
 
 # Columns in id order: A, B, A.x, A.y, B.z
 TREE = {"A": None, "B": None, "A.x": "A", "A.y": "A", "B.z": "B"}
@@ -342,3 +342,30 @@ def test_format_metrics_table(tree):
     assert "| Path-constrained (C-) | 50.00 | – |" in without_p
     with pytest.raises(ValueError, match="micro_f1"):
         format_metrics_table({"accuracy": 1.0})
+
+
+# ------------------------------------------------------------------ evaluate module
+def test_evaluate_module_returns_what_hierarchical_f1_returns(tmp_path, monkeypatch):
+    import evaluate
+
+    from hisr_hf.metrics import EVALUATE_MODULE
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    hierarchy = LabelHierarchy.from_taxonomy_file(DEMO_20NG / "20ng.taxonomy")
+    gold = hierarchy.encode([json.loads(line)["labels"] for line in read_lines(DEMO_20NG / "dev.jsonl.gz", 120)])
+    probs = np.clip(gold * 0.6 + np.random.default_rng(0).random(gold.shape) * 0.5, 0, 1).astype(np.float32)
+    expected = hierarchical_f1(probs, gold, hierarchy)
+    metric = evaluate.load(EVALUATE_MODULE)
+    for start in range(0, len(gold), 50):  # as in an evaluation loop
+        metric.add_batch(predictions=probs[start : start + 50], references=gold[start : start + 50])
+    assert metric.compute(hierarchy=hierarchy) == pytest.approx(expected)
+    parents = {label: list(hierarchy.parents(label)) or None for label in hierarchy.labels}
+    for form in (hierarchy.to_dict(), parents):
+        result = metric.compute(predictions=probs, references=gold, hierarchy=form, threshold=0.3)
+        assert result == pytest.approx(hierarchical_f1(probs, gold, hierarchy, threshold=0.3))
+    with pytest.raises(ValueError, match="needs the label hierarchy"):
+        metric.compute(predictions=probs, references=gold)
+    monkeypatch.chdir(REPO)  # the folder in the repository loads the same way
+    assert evaluate.load("hisr_hf/evaluate_modules/hierarchical_f1").compute(
+        predictions=probs, references=gold, hierarchy=hierarchy
+    ) == pytest.approx(expected)
