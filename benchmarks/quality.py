@@ -67,6 +67,7 @@ import numpy as np  # noqa: E402
 from transformers import HfArgumentParser  # noqa: E402
 
 from hisr_hf import LabelHierarchy  # noqa: E402
+from hisr_hf.configuration_hisr import HEAD_LEARNING_RATES  # noqa: E402
 from hisr_hf.data import normalise_labels, resolve_columns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -473,6 +474,27 @@ def run_htc_command(
     return command
 
 
+def _flag(command: list[str], name: str, default: str | None = None) -> str | None:
+    """The value of `--name VALUE` or `--name=VALUE` in a run_htc command (the last one wins, as in argparse)."""
+    value = default
+    for position, item in enumerate(command):
+        if item == f"--{name}" and position + 1 < len(command):
+            value = command[position + 1]
+        elif item.startswith(f"--{name}="):
+            value = item.split("=", 1)[1]
+    return value
+
+
+def effective_head_learning_rate(command: list[str]) -> float:
+    """The learning rate the head and GCN of a run_htc command train at: its --head_learning_rate, else the
+    library's default for its head (HiSRConfig.default_head_learning_rate)."""
+    pinned = _flag(command, "head_learning_rate")
+    if pinned is not None:
+        return float(pinned)
+    kind = _flag(command, "head", "hiagm_tp") if _flag(command, "structure_encoder", "gcn") == "gcn" else "linear"
+    return max(HEAD_LEARNING_RATES[kind], float(_flag(command, "learning_rate")))
+
+
 def run_environment(args: QualityArguments) -> dict[str, str]:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     if args.torch_threads > 0:
@@ -559,9 +581,12 @@ def run_neural(
     elif sweep is not None:
         flags = [*flags, f"--{sweep[0]}", sweep[1]]
     command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep is None)
+    head_rate = effective_head_learning_rate(command)
     if args.skip_existing and result_file.is_file():
         previous = json.loads(result_file.read_text(encoding="utf-8"))
-        if previous.get("status") == "ok" and previous.get("command") == command:
+        # The same command trains another model when a library default changed: compare the head's rate too.
+        same_defaults = previous.get("head_learning_rate") == head_rate
+        if previous.get("status") == "ok" and previous.get("command") == command and same_defaults:
             logger.info("%s seed %d: reusing %s", variant, seed, result_file)
             return previous
         logger.info("%s seed %d: %s is from another command or failed; running again", variant, seed, result_file)
@@ -586,6 +611,7 @@ def run_neural(
         "learning_rate": run_budget.learning_rate,
         "budget": asdict(run_budget),
         "command": command,
+        "head_learning_rate": head_rate,
         "wall_time_s": round(wall, 2),
         "returncode": completed.returncode,
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from hisr_hf.metrics import format_metrics_table
+from hisr_hf.metrics import f1_rows, format_metrics_table
 
 
 def mean_std(values: list[float]) -> dict[str, Any]:
@@ -80,9 +80,13 @@ def markdown_report(
 ) -> str:
     """The comparison table (test F1 in %, mean ± std), notes on data, budget and the peer, and one
     `format_metrics_table` per variant."""
-    has_p = any("p_micro_f1" in v.get("test", {}) for v in summary.values())
-    columns = ["Micro-F1", "Macro-F1", "C-Micro", "C-Macro"] + (["P-Micro", "P-Macro"] if has_p else [])
-    keys = ["micro_f1", "macro_f1", "c_micro_f1", "c_macro_f1"] + (["p_micro_f1", "p_macro_f1"] if has_p else [])
+    reported: dict[str, Any] = {}
+    for entry in summary.values():
+        reported.update(entry.get("test", {}))
+    rows = f1_rows(reported)  # the F1 pairs some variant reports, in hisr_hf's table order
+    families = [row for row in rows if not row[0].startswith("Level ")]
+    columns = [f"{short or ''}{kind}{'-F1' if not short else ''}" for _, short, _, _ in families for kind in ("Micro", "Macro")]
+    keys = [key for _, _, micro, macro in families for key in (micro, macro)]
     columns += [f"L{d} Macro" for d in range(1, depth + 1)]
     keys += [f"level_{d}_macro_f1" for d in range(1, depth + 1)]
     split = manifest["splits"]

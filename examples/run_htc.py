@@ -35,10 +35,11 @@ from hisr_hf.data import (
     prepare_datasets,
     resolve_columns,
 )
-from hisr_hf.decoding import DECODING_STRATEGIES, decode_label_paths
-from hisr_hf.metrics import compute_metrics_fn, format_metrics_table
+from hisr_hf.decoding import DECODING_STRATEGIES, decode_label_paths, label_thresholds
+from hisr_hf.metrics import compute_metrics_fn, format_metrics_table, hierarchical_f1, metric_depths
 from hisr_hf.model_card import card_data_for
 from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
+from hisr_hf.thresholds import TUNING_MODES, tune_thresholds
 from hisr_hf.trainer import HierarchicalEarlyStoppingCallback, HiSRTrainer
 
 logger = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class ModelArguments:
     )
     head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the head and GCN (default: --learning_rate for hiagm_tp, 1e-2 for factorized)."},
+        metadata={"help": "Learning rate of the head and GCN (default 1e-3 for hiagm_tp, 1e-2 for factorized and for "
+                  "--structure_encoder none; the paper's single rate: the same as --learning_rate)."},
     )
     structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
     text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})
@@ -120,6 +122,13 @@ class DataTrainingArguments:
     )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
     threshold: float = field(default=0.5, metadata={"help": "A label is predicted when its probability is above it."})
+    tune_thresholds: str | None = field(
+        default=None,
+        metadata={"help": f"After training, choose decision thresholds on dev: {TUNING_MODES} (one for all labels, one "
+                  "per level, one per label). They are saved in the model's config (used by predict_label_paths, the "
+                  "pipeline, handler.py) and by test_predictions.jsonl; test metrics are reported at --threshold "
+                  "(test_*) and at the tuned thresholds (test_tuned_*)."},
+    )
     decoding: str = field(
         default="consistent", metadata={"help": f"Prediction decoding for test_predictions.jsonl: {DECODING_STRATEGIES}."}
     )
@@ -169,6 +178,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     if data_args.unknown_labels not in ("error", "drop"):
         raise ValueError(f"--unknown_labels must be 'error' or 'drop', got {data_args.unknown_labels!r}.")
+    if data_args.tune_thresholds is not None and data_args.tune_thresholds not in TUNING_MODES:
+        raise ValueError(f"--tune_thresholds must be one of {list(TUNING_MODES)}, got {data_args.tune_thresholds!r}.")
+    if data_args.tune_thresholds and not (training_args.do_train or training_args.do_eval):
+        raise ValueError("--tune_thresholds needs --do_train or --do_eval (it tunes on the dev split).")
     if data_args.decoding not in DECODING_STRATEGIES:
         raise ValueError(f"--decoding must be one of {list(DECODING_STRATEGIES)}, got {data_args.decoding!r}.")
 
@@ -302,6 +315,11 @@ def main(argv: list[str] | None = None) -> dict:
         trainer.save_state()
         results.update(metrics)
 
+    if data_args.tune_thresholds:
+        if "validation" not in prepared:
+            raise ValueError("--tune_thresholds chooses thresholds on dev: pass --validation_file.")
+        results.update(tune_on_dev(trainer, prepared["validation"], hierarchy, data_args.tune_thresholds))
+
     if training_args.do_eval:
         metrics = trainer.evaluate(metric_key_prefix="eval")
         metrics["eval_samples"] = len(prepared["validation"])
@@ -312,22 +330,31 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_predict:
         output = trainer.predict(prepared["test"], metric_key_prefix="test")
         metrics = dict(output.metrics, test_samples=len(prepared["test"]))
+        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+        probs = torch.sigmoid(torch.as_tensor(np.asarray(logits), dtype=torch.float32))
+        tuned = trainer.accelerator.unwrap_model(trainer.model).config.thresholds
+        thresholds = label_thresholds(trainer.accelerator.unwrap_model(trainer.model).config, hierarchy)
+        if tuned and output.label_ids is not None:
+            at_tuned = hierarchical_f1(probs.numpy(), output.label_ids, hierarchy, threshold=np.asarray(thresholds))
+            metrics.update({f"test_tuned_{key}": value for key, value in at_tuned.items()})
         trainer.log_metrics("test", metrics)
         trainer.save_metrics("test", metrics)
         results.update(metrics)
         if trainer.is_world_process_zero():
-            logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
             write_predictions(
                 os.path.join(training_args.output_dir, "test_predictions.jsonl"),
-                torch.sigmoid(torch.as_tensor(np.asarray(logits), dtype=torch.float32)),
+                probs,
                 output.label_ids,
                 hierarchy,
-                data_args.threshold,
+                thresholds if tuned else data_args.threshold,
                 data_args.decoding,
                 rows=source_rows["test"],
             )
             plot_level_f1(metrics, "test", os.path.join(training_args.output_dir, "test_level_f1.png"))
-            logger.info("Test metrics\n%s", format_metrics_table({k[len("test_"):]: v for k, v in metrics.items() if k.startswith("test_")}))
+            table = format_metrics_table(metrics)
+            with open(os.path.join(training_args.output_dir, "test_metrics.md"), "w", encoding="utf-8") as handle:
+                handle.write(table + "\n")
+            logger.info("Test metrics\n%s", table)
 
     if training_args.push_to_hub:
         # save_model() already pushed the model; this commit adds the card with the final dev and test results.
@@ -341,6 +368,26 @@ def _data_name(path: str | None) -> str | None:
         return None
     folder = os.path.basename(os.path.dirname(os.path.abspath(path)))
     return folder or os.path.basename(path)
+
+
+def tune_on_dev(trainer, dev, hierarchy, mode: str) -> dict:
+    """Choose thresholds on dev (`hisr_hf.thresholds.tune_thresholds`), store them in the model's config, save the
+    model again; returns dev Micro/Macro-F1 at 0.5 and at the tuned thresholds (`eval_tuned_*`)."""
+    output = trainer.predict(dev, metric_key_prefix="eval")
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    thresholds = tune_thresholds(probs, output.label_ids, hierarchy, mode=mode)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model.config.thresholds = thresholds
+    tuned = hierarchical_f1(probs, output.label_ids, hierarchy, threshold=np.array(list(thresholds.values())))
+    metrics = {"tuned_thresholds": mode, "eval_tuned_micro_f1": tuned["micro_f1"], "eval_tuned_macro_f1": tuned["macro_f1"]}
+    logger.info(
+        "Thresholds tuned on dev (%s): Micro/Macro-F1 %.4f/%.4f at 0.5, %.4f/%.4f tuned.", mode,
+        output.metrics["eval_micro_f1"], output.metrics["eval_macro_f1"], tuned["micro_f1"], tuned["macro_f1"],
+    )  # fmt: skip
+    trainer.save_model()  # the saved config now carries the thresholds
+    trainer.save_metrics("tuning", metrics)
+    return metrics
 
 
 def load_config(model_args: ModelArguments):
@@ -382,11 +429,11 @@ def plot_level_f1(metrics: dict, prefix: str, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    levels = sorted({int(k.split("_")[2]) for k in metrics if k.startswith(f"{prefix}_level_") and k.endswith("_micro_f1")})
+    levels = metric_depths(metrics, f"{prefix}_")
     if not levels:
         return
-    micro = [metrics[f"{prefix}_level_{d}_micro_f1"] for d in levels]
-    macro = [metrics[f"{prefix}_level_{d}_macro_f1"] for d in levels]
+    micro = [metrics.get(f"{prefix}_level_{d}_micro_f1", 0.0) for d in levels]
+    macro = [metrics.get(f"{prefix}_level_{d}_macro_f1", 0.0) for d in levels]
     positions = np.arange(len(levels))
     figure, axis = plt.subplots(figsize=(1.6 + 1.2 * len(levels), 3.2))
     axis.bar(positions - 0.2, micro, width=0.4, label="Micro-F1")

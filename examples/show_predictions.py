@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Reload a trained HiSR model with `trust_remote_code` (no hisr_hf import needed), print its test metrics and the
-label paths it predicts for a few test documents.
+"""Reload a trained HiSR model with `trust_remote_code` (no hisr_hf import needed), print its test metrics (the table
+run_htc.py wrote) and the label paths it predicts for a few test documents.
 
     python examples/show_predictions.py outputs/quickstart-20ng --test_file examples/data/20ng/test.jsonl.gz
 """
@@ -28,17 +28,10 @@ def main() -> None:
     parser.add_argument("--strategy", default="consistent", choices=("consistent", "top_down"))
     args = parser.parse_args()
 
-    results_file = os.path.join(args.model_dir, "all_results.json")
-    if os.path.exists(results_file):
-        with open(results_file, encoding="utf-8") as handle:
-            results = json.load(handle)
-        print("Test metrics:")
-        for key in ("test_micro_f1", "test_macro_f1", "test_c_micro_f1", "test_c_macro_f1", "test_p_micro_f1", "test_p_macro_f1"):
-            if key in results:
-                print(f"  {key[len('test_'):]:<12} {results[key]:.4f}")
-        levels = sorted(k for k in results if k.startswith("test_level_"))
-        for key in levels:
-            print(f"  {key[len('test_'):]:<20} {results[key]:.4f}")
+    table_file = os.path.join(args.model_dir, "test_metrics.md")  # written by run_htc.py --do_predict
+    if os.path.exists(table_file):
+        with open(table_file, encoding="utf-8") as handle:
+            print("Test metrics (%):\n" + handle.read())
 
     model = AutoModelForSequenceClassification.from_pretrained(args.model_dir, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir, trust_remote_code=True)

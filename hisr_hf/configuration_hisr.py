@@ -46,8 +46,10 @@ _ENCODER_ARCHITECTURE_FIELDS = _FLAT_BERT_FIELDS - {
 # GCN's activations stay bounded at thousands of labels (benchmarks/BENCHMARKS.md, "Scale").
 _FACTORIZED_NODE_BUDGET = 400_000
 _FACTORIZED_MIN_NODE_DIM = 32
-# The factorized head's label vectors are small and start near zero; they need a larger step than the encoder.
-FACTORIZED_HEAD_LEARNING_RATE = 1e-2
+# Default learning rates of the freshly initialised head (and GCN), by kind, chosen on dev (BENCHMARKS.md, "Which
+# head"): at the encoder's rate (1e-4) every head learns far slower. The factorized head's small per-label vectors
+# and the linear head of structure_encoder="none" start near zero and need the larger step.
+HEAD_LEARNING_RATES = {"hiagm_tp": 1e-3, "factorized": 1e-2, "linear": 1e-2}
 
 
 @strict(accept_kwargs=True)
@@ -91,8 +93,9 @@ class HiSRConfig(PreTrainedConfig):
             `hidden_dropout_prob` (0.1 where it has none).
         gcn_dropout (`float`, defaults to 0.05): dropout on the GCN messages (HiAGM's node dropout).
         head_learning_rate (`float`, *optional*): learning rate of the head and the GCN when `HiSRTrainer` builds the
-            optimizer (the encoder keeps `TrainingArguments.learning_rate`). `None` means the encoder's rate for
-            `head="hiagm_tp"` and `1e-2` for `head="factorized"`.
+            optimizer (the encoder keeps `TrainingArguments.learning_rate`). `None` means 1e-3 for `head="hiagm_tp"`,
+            1e-2 for `head="factorized"` and for the linear head of `structure_encoder="none"` (never below the
+            encoder's rate). The paper trains everything at one rate: set it to the encoder's.
         thresholds (`dict[str, float]`, *optional*): decision thresholds per label (`{label: probability}`, e.g. tuned
             on dev data by `run_htc.py --tune_thresholds`); labels it does not list use 0.5. `predict_label_paths`,
             the `hierarchical-text-classification` pipeline and the endpoint handler use them when no `threshold` is
@@ -213,9 +216,8 @@ class HiSRConfig(PreTrainedConfig):
         """`head_learning_rate`, or its default for the configured head given the encoder's learning rate."""
         if self.head_learning_rate is not None:
             return float(self.head_learning_rate)
-        if self.head == "factorized" and self.structure_encoder == "gcn":
-            return FACTORIZED_HEAD_LEARNING_RATE
-        return float(encoder_learning_rate)
+        kind = self.head if self.structure_encoder == "gcn" else "linear"
+        return max(HEAD_LEARNING_RATES[kind], float(encoder_learning_rate))
 
     # ------------------------------------------------------------------ hierarchy
     def _set_hierarchy(self, hierarchy: LabelHierarchy | dict) -> None:

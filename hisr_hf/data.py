@@ -46,7 +46,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.utils import logging
 
 from .hierarchy import LabelHierarchy
@@ -589,13 +589,14 @@ def _encode_split_labels(
 
 # ---------------------------------------------------------------------------------------------- collator
 @dataclass
-class DataCollatorForHierarchicalClassification:
-    """Pad a batch of prepared examples and stack their multi-hot labels.
+class DataCollatorForHierarchicalClassification(DataCollatorWithPadding):
+    """`transformers.DataCollatorWithPadding` that also stacks the multi-hot labels.
 
     Args:
         tokenizer (`PreTrainedTokenizerBase`): Pads the model inputs (`input_ids`, `attention_mask`,
             `token_type_ids`, ...: the tokenizer's `model_input_names`) to the longest text of the batch.
         pad_to_multiple_of (`int`, *optional*): Pad the length up to a multiple of this (8 suits tensor cores).
+        padding, max_length, return_tensors: as for `DataCollatorWithPadding` (tensors are PyTorch's).
 
     Returns a `BatchEncoding` with the padded inputs `(B, T)` as long tensors and, when the examples have
     them, `labels` `(B, L)` float32. Other fields (`example_id`) are left out, so the batch fits `forward`.
@@ -610,26 +611,11 @@ class DataCollatorForHierarchicalClassification:
     ```
     """
 
-    tokenizer: PreTrainedTokenizerBase
-    pad_to_multiple_of: int | None = None
-
     def __call__(self, features: list[dict[str, Any]]) -> Any:
         if not features:
             raise ValueError("Cannot collate an empty batch.")
         input_names = set(self.tokenizer.model_input_names) | {"input_ids", "attention_mask", "token_type_ids"}
-        text_features = [{key: value for key, value in feature.items() if key in input_names} for feature in features]
-        # Fast tokenizers warn that pad() is slower than __call__; here the texts are already tokenised.
-        warnings = getattr(self.tokenizer, "deprecation_warnings", None)
-        state = warnings.get("Asking-to-pad-a-fast-tokenizer", False) if warnings is not None else None
-        if warnings is not None:
-            warnings["Asking-to-pad-a-fast-tokenizer"] = True
-        try:
-            batch = self.tokenizer.pad(
-                text_features, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
-            )
-        finally:
-            if warnings is not None:
-                warnings["Asking-to-pad-a-fast-tokenizer"] = state
+        batch = super().__call__([{key: value for key, value in f.items() if key in input_names} for f in features])
         if "labels" in features[0]:
             rows = [np.asarray(feature["labels"], dtype=np.float32) for feature in features]
             lengths = sorted({row.shape for row in rows})

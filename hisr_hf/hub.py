@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitInfo, HfApi, constants
-from transformers import BertConfig, BertForSequenceClassification
-from transformers.trainer_utils import HubStrategy
+from transformers import BertConfig, BertForSequenceClassification, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from transformers.utils import logging
 
 from .model_card import TEXT_FEATURE_NAMES, ModelCardCallback, card_data_for, write_model_card
@@ -312,6 +312,7 @@ class HubTrainerMixin:
         super().__init__(*args, **kwargs)
         self.hub_push_failures: list[str] = []
         self.add_callback(ModelCardCallback(self))
+        self.add_callback(CodeAndCardPushCallback())
 
     def _hub_repo_name(self) -> str:
         return getattr(self, "hub_model_id", None) or self.args.hub_model_id or Path(self.args.output_dir).absolute().name
@@ -373,14 +374,10 @@ class HubTrainerMixin:
             raise HubPushError(self._hub_repo_name(), "pushing the output directory", error, note) from error
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # The same conditions as Trainer._push_from_checkpoint: only touch output_dir when a push really starts, so
-        # that no file an upload in flight is reading gets rewritten.
-        in_flight = self.push_in_progress is not None and not self.push_in_progress.is_done()
-        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
-            return
-        if in_flight and not self.args.hub_always_push:
-            return
-        copy_code_and_card(checkpoint_folder, self.args.output_dir)
+        # The code and the card reach output_dir through `CodeAndCardPushCallback.on_push_begin`, which the Trainer
+        # fires only when this push really starts. Here each new background upload gets a done-callback that turns
+        # a failure into a logged `HubPushError` (the stock Trainer drops those silently); the futures are only
+        # reachable through `push_in_progress`.
         known = set(map(id, self.push_in_progress.jobs)) if self.push_in_progress is not None else set()
         super()._push_from_checkpoint(checkpoint_folder)
         if self.push_in_progress is not None:
@@ -399,6 +396,18 @@ class HubTrainerMixin:
             logger.error(message)
 
         return report
+
+
+class CodeAndCardPushCallback(TrainerCallback):
+    """Before the Trainer pushes `output_dir` during training, copy the modeling code, `handler.py` and the card of
+    the checkpoint it pushes from (the stock push copies only config and weights), so that every revision loads with
+    `trust_remote_code=True`. `on_push_begin` fires only once a push really starts, so no file that an upload in
+    flight is reading gets rewritten."""
+
+    def on_push_begin(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+        if checkpoint.is_dir():
+            copy_code_and_card(checkpoint, args.output_dir)
 
 
 def copy_code_and_card(source: str | os.PathLike, target: str | os.PathLike) -> list[str]:
@@ -430,6 +439,7 @@ def _status_code(error: BaseException) -> int | None:
 
 __all__ = [
     "HubPushError",
+    "CodeAndCardPushCallback",
     "HubTrainerMixin",
     "copy_code_and_card",
     "describe_hub_error",

@@ -22,7 +22,10 @@ import numpy as np
 
 from .hierarchy import LabelHierarchy
 
-__all__ = ["EVALUATE_MODULE", "compute_metrics_fn", "format_metrics_table", "hierarchical_f1", "per_label_f1"]
+__all__ = [
+    "EVALUATE_MODULE", "compute_metrics_fn", "f1_rows", "format_metrics_table", "hierarchical_f1", "metric_depths",
+    "per_label_f1", "split_prefix",
+]  # fmt: skip
 
 # The `evaluate` module of these metrics: `evaluate.load(EVALUATE_MODULE)` (the folder travels with the package).
 EVALUATE_MODULE = str(Path(__file__).resolve().parent / "evaluate_modules" / "hierarchical_f1")
@@ -216,7 +219,8 @@ def hierarchical_f1(
         labels (`np.ndarray` or `torch.Tensor` of shape `(num_documents, num_labels)`):
             0/1 (or boolean) gold labels, ancestor-closed as produced by `LabelHierarchy.encode`.
         hierarchy ([`LabelHierarchy`]): the hierarchy whose label order the columns follow.
-        threshold (`float`, *optional*, defaults to 0.5): probabilities above it are predicted.
+        threshold (`float` or `(num_labels,)` array, *optional*, defaults to 0.5): probabilities above it (above
+            each label's own value) are predicted.
 
     Returns:
         `dict[str, float]`: the metrics above, as fractions in [0, 1].
@@ -318,11 +322,32 @@ def compute_metrics_fn(
     return compute_metrics
 
 
-_TABLE_ROWS = (
-    ("Overall", "micro_f1", "macro_f1"),
-    ("Path-constrained (C-)", "c_micro_f1", "c_macro_f1"),
-    ("Path-based (P-)", "p_micro_f1", "p_macro_f1"),
-)
+# ---------------------------------------------------------------------------------------------- key names
+# The metric families of `hierarchical_f1`, in table order: (row name, short name, key prefix).
+METRIC_FAMILIES = (("Overall", "", ""), ("Path-constrained (C-)", "C-", "c_"), ("Path-based (P-)", "P-", "p_"))
+
+
+def split_prefix(metrics: Mapping[str, Any]) -> str | None:
+    """The prefix the metric keys carry (`"eval_"`, `"test_"`, or `""`), found from the shortest key ending in
+    `micro_f1`; `None` when there is no such key."""
+    candidates = [key[: -len("micro_f1")] for key in metrics if key.endswith("micro_f1")]
+    return min(candidates, key=len) if candidates else None
+
+
+def metric_depths(metrics: Mapping[str, Any], prefix: str = "") -> list[int]:
+    """The hierarchy levels (1, 2, ...) that `metrics` has `level_{d}_micro_f1` or `level_{d}_macro_f1` for."""
+    depth = 1
+    while f"{prefix}level_{depth}_micro_f1" in metrics or f"{prefix}level_{depth}_macro_f1" in metrics:
+        depth += 1
+    return list(range(1, depth))
+
+
+def f1_rows(metrics: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """`(row name, short name, micro key, macro key)` of every F1 pair that `metrics` holds (keys without
+    `prefix`): overall, C-, P-, then one row per level. Every table, chart and card of hisr_hf reads keys here."""
+    rows = [(name, short, f"{key}micro_f1", f"{key}macro_f1") for name, short, key in METRIC_FAMILIES]
+    rows += [(f"Level {d}", f"Level {d} ", f"level_{d}_micro_f1", f"level_{d}_macro_f1") for d in metric_depths(metrics, prefix)]
+    return [row for row in rows if prefix + row[2] in metrics or prefix + row[3] in metrics]
 
 
 def format_metrics_table(metrics: Mapping[str, Any], digits: int = 2) -> str:
@@ -344,12 +369,11 @@ def format_metrics_table(metrics: Mapping[str, Any], digits: int = 2) -> str:
     | Level 1 | 90.00 | 88.00 ± 1.10 |
     ```
     """
-    candidates = [key[: -len("micro_f1")] for key in metrics if key.endswith("micro_f1")]
-    if not candidates:
+    prefix = split_prefix(metrics)
+    if prefix is None:
         raise ValueError(
             f"No '...micro_f1' key among the metrics {sorted(metrics)[:10]}; pass hierarchical_f1's output."
         )
-    prefix = min(candidates, key=len)
 
     def cell(key: str) -> str:
         if key not in metrics:
@@ -360,15 +384,9 @@ def format_metrics_table(metrics: Mapping[str, Any], digits: int = 2) -> str:
             return f"{100 * float(mean):.{digits}f} ± {100 * float(std):.{digits}f}"
         return f"{100 * float(value):.{digits}f}"
 
-    rows = list(_TABLE_ROWS)
-    depth = 1
-    while f"{prefix}level_{depth}_micro_f1" in metrics or f"{prefix}level_{depth}_macro_f1" in metrics:
-        rows.append((f"Level {depth}", f"level_{depth}_micro_f1", f"level_{depth}_macro_f1"))
-        depth += 1
     lines = ["| Metric | Micro-F1 | Macro-F1 |", "|---|---:|---:|"]
-    for name, micro, macro in rows:
-        if prefix + micro in metrics or prefix + macro in metrics:
-            lines.append(f"| {name} | {cell(prefix + micro)} | {cell(prefix + macro)} |")
+    for name, _, micro, macro in f1_rows(metrics, prefix):
+        lines.append(f"| {name} | {cell(prefix + micro)} | {cell(prefix + macro)} |")
     unsupported = metrics.get(f"{prefix}num_labels_without_support")
     if isinstance(unsupported, (tuple, list)):
         unsupported = unsupported[0]

@@ -5,8 +5,8 @@ The pattern of SetFit and SpanMarker: every model carries a `HiSRModelCardData` 
 results, widget examples from the evaluation set), and `write_model_card` renders it together with what the config
 says (hierarchy, architecture, HiSR settings) as `README.md` whenever the model is saved or pushed.
 
-The template is `model_cards/hisr_model_card.md.j2` in a source checkout; installed packages use the copy shipped in
-`hisr_hf/model_cards/` (a test keeps the two identical).
+The template is `hisr_hf/model_cards/hisr_model_card.md.j2`, shipped with the package; `model_cards/` of the
+repository links to it.
 
 Example:
 
@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import huggingface_hub
@@ -35,9 +36,11 @@ import transformers
 from huggingface_hub import CardData, EvalResult, ModelCard, ModelCardData, constants
 from huggingface_hub.utils import build_hf_headers, get_session
 from transformers import TrainerCallback
+from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.utils import logging
 
 from .hierarchy import LabelHierarchy
+from .metrics import f1_rows, split_prefix
 
 logger = logging.get_logger(__name__)
 
@@ -63,7 +66,6 @@ TEXT_FEATURE_NAMES = {
     "mean": "mean of the token hidden states",
 }
 _SPLIT_NAMES = {"eval": "validation", "test": "test"}
-_METRIC_ROWS = (("Overall", ""), ("Path-constrained (C-)", "c_"), ("Path-based (P-)", "p_"))
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
@@ -132,7 +134,7 @@ class HiSRModelCardData(CardData):
     def record_metrics(self, metrics: Mapping[str, Any], split: str | None = None) -> None:
         """Store evaluation results. Keys may carry the Trainer's prefix (`eval_micro_f1`, `test_micro_f1`); the
         split is named after it (`eval` -> `validation`) unless `split` is given."""
-        prefix = _metric_prefix(metrics)
+        prefix = split_prefix(metrics)
         if prefix is None:
             return
         split = split or _SPLIT_NAMES.get(prefix.rstrip("_"), prefix.rstrip("_") or "validation")
@@ -198,10 +200,7 @@ def card_data_for(model) -> HiSRModelCardData:
 
 
 def template_path() -> Path:
-    """The Jinja template: `model_cards/` of a source checkout if there is one, else the copy inside the package."""
-    checkout = Path(__file__).resolve().parent.parent / "model_cards" / TEMPLATE_NAME
-    if checkout.is_file():
-        return checkout
+    """The Jinja template, shipped inside the package (`model_cards/` of the repository links to the same file)."""
     return Path(str(resources.files("hisr_hf") / "model_cards" / TEMPLATE_NAME))
 
 
@@ -277,7 +276,12 @@ class ModelCardCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._training = True
-        card_data_for(self._model()).hyperparameters = _hyperparameters(args, state)
+        model = self._model()
+        hyperparameters = _hyperparameters(args, model)
+        head_rate = getattr(self.trainer, "head_learning_rate", None)
+        if head_rate is not None:  # HiSRTrainer(head_learning_rate=...) wins over the config
+            hyperparameters["head_learning_rate"] = head_rate
+        card_data_for(model).hyperparameters = hyperparameters
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         data = card_data_for(self._model())
@@ -398,58 +402,33 @@ def _metrics_table(split: str, metrics: Mapping[str, float]) -> dict[str, Any]:
     def cell(key: str) -> str:
         return f"{100 * metrics[key]:.2f}" if key in metrics else "–"
 
-    rows = [
-        {"name": name, "micro": cell(f"{prefix}micro_f1"), "macro": cell(f"{prefix}macro_f1")}
-        for name, prefix in _METRIC_ROWS
-        if f"{prefix}micro_f1" in metrics or f"{prefix}macro_f1" in metrics
-    ]
-    depth = 1
-    while f"level_{depth}_micro_f1" in metrics:
-        rows.append({"name": f"Level {depth}", "micro": cell(f"level_{depth}_micro_f1"), "macro": cell(f"level_{depth}_macro_f1")})
-        depth += 1
+    rows = [{"name": name, "micro": cell(micro), "macro": cell(macro)} for name, _, micro, macro in f1_rows(metrics)]
     unsupported = int(metrics.get("num_labels_without_support", 0) or 0)
     return {"title": split.capitalize() if split in ("validation", "test") else split, "rows": rows, "unsupported": unsupported}
 
 
 def _metric_names(metrics: Mapping[str, float]) -> list[tuple[str, str]]:
     """`(key, display name)` of the F1 metrics that go to `model-index`, in table order."""
-    names = []
-    for label, prefix in (("", ""), ("C-", "c_"), ("P-", "p_")):
-        for kind in ("micro", "macro"):
-            if f"{prefix}{kind}_f1" in metrics:
-                names.append((f"{prefix}{kind}_f1", f"{label}{kind.capitalize()}-F1"))
-    depth = 1
-    while f"level_{depth}_micro_f1" in metrics:
-        for kind in ("micro", "macro"):
-            if f"level_{depth}_{kind}_f1" in metrics:
-                names.append((f"level_{depth}_{kind}_f1", f"Level {depth} {kind.capitalize()}-F1"))
-        depth += 1
-    return names
+    return [
+        (key, f"{short}{kind}-F1")
+        for _, short, micro, macro in f1_rows(metrics)
+        for key, kind in ((micro, "Micro"), (macro, "Macro"))
+        if key in metrics
+    ]
 
 
-def _metric_prefix(metrics: Mapping[str, Any]) -> str | None:
-    candidates = [key[: -len("micro_f1")] for key in metrics if key.endswith("micro_f1")]
-    return min(candidates, key=len) if candidates else None
-
-
-def _hyperparameters(args, state) -> dict[str, Any]:
-    world = max(getattr(args, "world_size", 1), 1)
-    values: dict[str, Any] = {
-        "learning_rate": args.learning_rate,
-        "train_batch_size (per device)": args.per_device_train_batch_size,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "total_train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * world,
-        "optimizer": _plain(args.optim),
-        "weight_decay": args.weight_decay,
-        "lr_scheduler_type": _plain(args.lr_scheduler_type),
-        "warmup": args.warmup_steps if getattr(args, "warmup_steps", 0) else getattr(args, "warmup_ratio", 0),
-        "num_epochs": args.num_train_epochs if args.max_steps <= 0 else None,
-        "max_steps": state.max_steps if getattr(state, "max_steps", 0) else None,
-        "seed": args.seed,
-        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
-        "checkpoint_selection": args.metric_for_best_model if args.load_best_model_at_end else "last",
-    }
-    return {key: value for key, value in values.items() if value is not None}
+def _hyperparameters(args, model) -> dict[str, Any]:
+    """transformers' own card hyper-parameters (`extract_hyperparameters_from_trainer`, which reads `trainer.args`
+    only), plus what a HiSR run adds: the head's learning rate, weight decay, bf16 and how the checkpoint was picked."""
+    values = extract_hyperparameters_from_trainer(SimpleNamespace(args=args))
+    config = getattr(model, "config", None)
+    if hasattr(config, "default_head_learning_rate"):
+        values["head_learning_rate"] = config.default_head_learning_rate(args.learning_rate)
+    values["weight_decay"] = args.weight_decay
+    if args.bf16:
+        values["mixed_precision_training"] = "bf16"
+    values["checkpoint_selection"] = args.metric_for_best_model if args.load_best_model_at_end else "last"
+    return values
 
 
 def _example_texts(dataset, tokenizer, count: int) -> list[str]:
@@ -481,10 +460,6 @@ def _versions() -> dict[str, str]:
 
 def _is_hub_id(name: str) -> bool:
     return bool(name) and bool(_HUB_ID.match(name)) and ".." not in name
-
-
-def _plain(value: Any) -> Any:
-    return getattr(value, "value", value)
 
 
 def _human_count(count: int) -> str:

@@ -71,6 +71,10 @@ class HierarchyGCN(nn.Module):
         num_edges = len(hierarchy.edges())
         self.register_buffer("edge_parent", torch.zeros(num_edges, dtype=torch.long), persistent=False)
         self.register_buffer("edge_child", torch.zeros(num_edges, dtype=torch.long), persistent=False)
+        # For graph export: the edges split into rounds in which no two edges share a receiving label (see _add_at).
+        edges = hierarchy.edges()
+        self.rounds_to_child = _distinct_target_rounds([child for _, child in edges])
+        self.rounds_to_parent = _distinct_target_rounds([parent for parent, _ in edges])
         self.top_down_weight = nn.Parameter(torch.empty(num_edges))
         self.bottom_up_weight = nn.Parameter(torch.empty(num_edges))
         self.top_down_bias = nn.Parameter(torch.empty(num_labels, node_dim))
@@ -85,14 +89,16 @@ class HierarchyGCN(nn.Module):
         # needs one random number per node instead of one per element (the CPU's random numbers are the cost here).
         self.drop_whole_nodes = config.head == "factorized"
 
-    def _propagate(self, nodes: torch.Tensor, source: torch.Tensor, target: torch.Tensor, weight: torch.Tensor):
+    def _propagate(self, nodes, source, target, weight, rounds):
         # index_select (not nodes[:, source]): its backward is an index_add instead of an accumulating index_put.
         messages = nodes.index_select(1, source) * weight.to(nodes.dtype).unsqueeze(-1)  # (B, E, d)
-        return torch.zeros_like(nodes).index_add(1, target, messages)
+        return _add_at(torch.zeros_like(nodes), 1, target, messages, rounds)
 
     def forward(self, nodes: torch.Tensor) -> torch.Tensor:
-        top_down = self._propagate(nodes, self.edge_parent, self.edge_child, self.top_down_weight)
-        bottom_up = self._propagate(nodes, self.edge_child, self.edge_parent, self.bottom_up_weight)
+        top_down = self._propagate(nodes, self.edge_parent, self.edge_child, self.top_down_weight, self.rounds_to_child)
+        bottom_up = self._propagate(
+            nodes, self.edge_child, self.edge_parent, self.bottom_up_weight, self.rounds_to_parent
+        )
         top_down = (top_down + self.top_down_bias) * torch.sigmoid(nodes @ self.top_down_gate + self.top_down_gate_bias).unsqueeze(-1)
         bottom_up = (bottom_up + self.bottom_up_bias) * torch.sigmoid(
             nodes @ self.bottom_up_gate + self.bottom_up_gate_bias
@@ -557,10 +563,13 @@ def factorized_gcn_logits(
     top_down = gcn.top_down_weight.to(u.dtype).unsqueeze(-1)
     bottom_up = gcn.bottom_up_weight.to(u.dtype).unsqueeze(-1)
     # Messages in factored form: sum over links of weight * (u * scale + shift) = u * S + C, per receiving label.
-    s_down = torch.zeros_like(scale).index_add(0, child, scale.index_select(0, parent) * top_down)
-    c_down = torch.zeros_like(shift).index_add(0, child, shift.index_select(0, parent) * top_down) + gcn.top_down_bias
-    s_up = torch.zeros_like(scale).index_add(0, parent, scale.index_select(0, child) * bottom_up)
-    c_up = torch.zeros_like(shift).index_add(0, parent, shift.index_select(0, child) * bottom_up) + gcn.bottom_up_bias
+    to_child, to_parent = gcn.rounds_to_child, gcn.rounds_to_parent
+    s_down = _add_at(torch.zeros_like(scale), 0, child, scale.index_select(0, parent) * top_down, to_child)
+    c_down = _add_at(torch.zeros_like(shift), 0, child, shift.index_select(0, parent) * top_down, to_child)
+    c_down = c_down + gcn.top_down_bias
+    s_up = _add_at(torch.zeros_like(scale), 0, parent, scale.index_select(0, child) * bottom_up, to_parent)
+    c_up = _add_at(torch.zeros_like(shift), 0, parent, shift.index_select(0, child) * bottom_up, to_parent)
+    c_up = c_up + gcn.bottom_up_bias
     # Gates of the receiving nodes: sigmoid(u . (scale * g) + shift . g + b), one matmul for all three.
     gates = torch.stack([gcn.top_down_gate, gcn.bottom_up_gate, gcn.loop_gate])  # (3, d)
     gate_weight = (scale.unsqueeze(0) * gates.unsqueeze(1)).flatten(0, 1)  # (3L, d)
@@ -633,6 +642,32 @@ _FOLDER_PUSH_ARGUMENTS = ("repo_id", "commit_message", "commit_description", "pr
 def _hub_kwargs(kwargs: dict) -> dict:
     keys = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "trust_remote_code")
     return {k: kwargs[k] for k in keys if k in kwargs}
+
+
+def _distinct_target_rounds(targets: list[int]) -> list[list[int]]:
+    """Edge positions grouped so that within a group every edge has another target: the r-th group holds, for
+    every target, the r-th edge that reaches it (as many groups as the largest number of edges into one label)."""
+    seen: dict[int, int] = {}
+    rounds: list[list[int]] = []
+    for position, target in enumerate(targets):
+        rank = seen.get(target, 0)
+        seen[target] = rank + 1
+        if rank == len(rounds):
+            rounds.append([])
+        rounds[rank].append(position)
+    return rounds
+
+
+def _add_at(base: torch.Tensor, dim: int, index: torch.Tensor, values: torch.Tensor, rounds: list[list[int]]):
+    """`base.index_add(dim, index, values)`. In a graph export (ONNX) it is one index_add per round of edges with
+    distinct targets: ONNX Runtime runs a ScatterND-add over repeated indices on several threads without ordering
+    them, which makes its sums differ from run to run; with distinct indices there is nothing to race over."""
+    if not (torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()):
+        return base.index_add(dim, index, values)
+    for edges in rounds:
+        positions = torch.tensor(edges, dtype=torch.long, device=index.device)
+        base = base.index_add(dim, index.index_select(0, positions), values.index_select(dim, positions))
+    return base
 
 
 def _masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:

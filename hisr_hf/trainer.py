@@ -72,8 +72,8 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
         """The Trainer's optimizer, with the head and the GCN in parameter groups of their own learning rate.
 
         The head's rate is `head_learning_rate` if given, else `model.config.head_learning_rate`, else the model's
-        default for its head (`HiSRConfig.default_head_learning_rate`: the encoder's rate for HiAGM-TP, 1e-2 for the
-        factorized head, whose small per-label vectors start near zero). Weight decay and the schedule apply to every
+        default for its head (`HiSRConfig.default_head_learning_rate`: 1e-3 for HiAGM-TP, 1e-2 for the factorized
+        head, whose small per-label vectors start near zero, and for the linear head of `structure_encoder="none"`). Weight decay and the schedule apply to every
         group as the Trainer sets them; the schedule scales each group from its own rate.
         """
         fresh = self.optimizer is None

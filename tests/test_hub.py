@@ -388,7 +388,7 @@ CARD_PATTERNS = [
     r"truncation=True\)",
     r"### Inference Endpoints", r"`handler\.py`",
     r"## Training details", r"### HiSR set-up", r"\| Loss \| BCE \+ 0\.01 x HiSR \|",
-    r"### Training hyper-parameters", r"\| learning_rate \| 0\.001 \|", r"\| max_steps \| 4 \|",
+    r"### Training hyper-parameters", r"\| learning_rate \| 0\.001 \|", r"\| training_steps \| 4 \|",
     r"## Evaluation", r"### Validation",
     r"\| Metric \| Micro-F1 \| Macro-F1 \|\n\|---\|---:\|---:\|\n\| Overall \| \d+\.\d\d \| \d+\.\d\d \|\n"
     r"\| Path-constrained \(C-\) \| \d+\.\d\d \| \d+\.\d\d \|\n",
@@ -490,7 +490,8 @@ def test_model_card_callback_fills_card_data(tmp_path):
     assert data.eval_results["validation"]["micro_f1"] == 0.5
     callback.on_train_end(args, state, None)  # the best checkpoint (step 2) is what load_best_model_at_end kept
     assert data.eval_results["validation"] == {"micro_f1": 0.9, "macro_f1": 0.8}
-    assert data.hyperparameters["checkpoint_selection"] == "micro_f1" and data.hyperparameters["max_steps"] == 4
+    assert data.hyperparameters["checkpoint_selection"] == "micro_f1" and data.hyperparameters["num_epochs"] == 3.0
+    assert data.hyperparameters["learning_rate"] == 5e-5 and data.hyperparameters["head_learning_rate"] == 1e-3
 
 
 def test_card_data_records_trainer_metrics():
@@ -515,8 +516,10 @@ def test_hierarchy_tree_excerpt_is_compact():
 
 def test_template_is_packaged_identically():
     packaged = ROOT / "hisr_hf" / "model_cards" / TEMPLATE_NAME
-    assert packaged.read_text(encoding="utf-8") == (ROOT / "model_cards" / TEMPLATE_NAME).read_text(encoding="utf-8")
-    assert template_path() == ROOT / "model_cards" / TEMPLATE_NAME
+    assert template_path() == packaged
+    # One copy: model_cards/ of the repository links to the packaged template.
+    assert (ROOT / "model_cards" / TEMPLATE_NAME).is_symlink()
+    assert (ROOT / "model_cards" / TEMPLATE_NAME).resolve() == packaged.resolve()
     assert "model_cards/*.j2" in (ROOT / "setup.cfg").read_text(encoding="utf-8")
 
 

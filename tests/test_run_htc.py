@@ -215,3 +215,17 @@ def test_checkpoint_code_runs_only_with_trust_remote_code(tmp_path, small_20ng):
     with pytest.raises(ValueError, match=r"ships its own model code.*pass --trust_remote_code"):
         run_htc.main(flags)
     assert run_htc.parse_args(flags)[0].trust_remote_code is False
+
+
+def test_tune_thresholds_stores_them_and_reports_both(tmp_path, small_20ng):
+    output_dir = tmp_path / "tuned"
+    results = run_htc.main(_flags(small_20ng, output_dir, "--do_train", "--do_predict", "--max_steps", "2",
+                                  "--tune_thresholds", "level"))  # fmt: skip
+    config = json.loads((output_dir / "config.json").read_text())
+    hierarchy = LabelHierarchy.from_taxonomy_file(DATA / "20ng.taxonomy")
+    assert set(config["thresholds"]) == set(hierarchy.labels)
+    assert len({config["thresholds"][label] for label in hierarchy.labels if hierarchy.depth(label) == 2}) == 1
+    assert {"test_micro_f1", "test_tuned_micro_f1", "eval_tuned_macro_f1"} <= set(results)
+    assert results["tuned_thresholds"] == "level"
+    with pytest.raises(ValueError, match=r"--tune_thresholds must be one of \['global', 'level', 'label'\]"):
+        run_htc.main(_flags(small_20ng, tmp_path / "bad", "--do_train", "--tune_thresholds", "leaf"))

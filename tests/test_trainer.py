@@ -169,3 +169,16 @@ def test_early_stopping_waits_for_both_metrics():
     assert stops == [False, False, False, False, True]
     with pytest.raises(ValueError, match="micro_f1"):
         HierarchicalEarlyStoppingCallback().on_evaluate(None, None, control, metrics={"eval_loss": 1.0})
+
+
+def test_default_head_learning_rates():
+    hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
+    rates = {
+        (head, encoder): HiSRConfig(hierarchy=hierarchy, head=head, structure_encoder=encoder).default_head_learning_rate(1e-4)
+        for head in ("hiagm_tp", "factorized")
+        for encoder in ("gcn", "none")
+    }
+    assert rates == {("hiagm_tp", "gcn"): 1e-3, ("factorized", "gcn"): 1e-2, ("hiagm_tp", "none"): 1e-2,
+                     ("factorized", "none"): 1e-2}  # fmt: skip
+    assert HiSRConfig(hierarchy=hierarchy).default_head_learning_rate(5e-3) == 5e-3  # never below the encoder's
+    assert HiSRConfig(hierarchy=hierarchy, head_learning_rate=1e-4).default_head_learning_rate(1e-4) == 1e-4
