@@ -332,8 +332,9 @@ def main(argv: list[str] | None = None) -> dict:
         metrics = dict(output.metrics, test_samples=len(prepared["test"]))
         logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
         probs = torch.sigmoid(torch.as_tensor(np.asarray(logits), dtype=torch.float32))
-        tuned = trainer.accelerator.unwrap_model(trainer.model).config.thresholds
-        thresholds = label_thresholds(trainer.accelerator.unwrap_model(trainer.model).config, hierarchy)
+        config = trainer.accelerator.unwrap_model(trainer.model).config
+        tuned = config.thresholds
+        thresholds = label_thresholds(config, hierarchy)
         if tuned and output.label_ids is not None:
             at_tuned = hierarchical_f1(probs.numpy(), output.label_ids, hierarchy, threshold=np.asarray(thresholds))
             metrics.update({f"test_tuned_{key}": value for key, value in at_tuned.items()})
@@ -379,7 +380,7 @@ def tune_on_dev(trainer, dev, hierarchy, mode: str) -> dict:
     thresholds = tune_thresholds(probs, output.label_ids, hierarchy, mode=mode)
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.thresholds = thresholds
-    tuned = hierarchical_f1(probs, output.label_ids, hierarchy, threshold=np.array(list(thresholds.values())))
+    tuned = hierarchical_f1(probs, output.label_ids, hierarchy, threshold=label_thresholds(model.config, hierarchy).numpy())
     metrics = {"tuned_thresholds": mode, "eval_tuned_micro_f1": tuned["micro_f1"], "eval_tuned_macro_f1": tuned["macro_f1"]}
     logger.info(
         "Thresholds tuned on dev (%s): Micro/Macro-F1 %.4f/%.4f at 0.5, %.4f/%.4f tuned.", mode,

@@ -44,7 +44,7 @@ class HierarchicalTextClassificationPipeline(Pipeline):
     - `top_k` (`int`, *optional*): keep only the `top_k` most probable paths (a path's probability is its last
       label's); `labels` and `scores` then cover those paths only.
     - `truncation` (`bool`, defaults to `True`) and `max_length` (`int`, *optional*): texts are cut to the model's
-      maximum length (the tokenizer's `model_max_length`, else the encoder's position embeddings).
+      maximum length (the smaller of the tokenizer's `model_max_length` and the encoder's position embeddings).
 
     Each text gives `{"labels": [...], "paths": [[...], ...], "scores": {label: probability}}`; a list of texts gives
     a list of those. An empty (or whitespace-only) text has no content to classify and gives
@@ -103,14 +103,7 @@ class HierarchicalTextClassificationPipeline(Pipeline):
 
     def postprocess(self, model_outputs, threshold: float | None = None, strategy: str = "consistent", top_k=None):
         logits = model_outputs["logits"]
-        return decode_logits(logits, self.model.config, self._hierarchy(), threshold, strategy, top_k)[0]
-
-    def _hierarchy(self) -> LabelHierarchy:
-        cached = getattr(self, "_hierarchy_cache", None)
-        if cached is None or cached[0] is not self.model.config.hierarchy:
-            cached = (self.model.config.hierarchy, LabelHierarchy.from_dict(self.model.config.hierarchy))
-            self._hierarchy_cache = cached
-        return cached[1]
+        return decode_logits(logits, self.model.config, self.model.hierarchy, threshold, strategy, top_k)[0]
 
     def _model_max_length(self) -> int | None:
         return model_max_length(self.tokenizer, self.model.config)
