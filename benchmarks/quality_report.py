@@ -46,6 +46,14 @@ def aggregate(results: dict[str, list[dict]]) -> dict[str, dict]:
             rates = [r["test"]["samples_per_second"] for r in ok if "samples_per_second" in r.get("test", {})]
             if rates:
                 entry["test_samples_per_second"] = mean_std(rates)
+            curves = [r["dev_curve"] for r in ok if r.get("dev_curve")]
+            if curves:
+                length = min(len(c) for c in curves)
+                entry["dev_curve"] = [
+                    {"epoch": curves[0][i][0], "micro_f1": mean_std([c[i][1] for c in curves]),
+                     "macro_f1": mean_std([c[i][2] for c in curves])}
+                    for i in range(length)
+                ]  # fmt: skip
             params = next((r.get("parameters") for r in ok if r.get("parameters")), None)
             if params:
                 entry["parameters"] = params
@@ -89,6 +97,9 @@ def markdown_report(
     keys = [key for _, _, micro, macro in families for key in (micro, macro)]
     columns += [f"L{d} Macro" for d in range(1, depth + 1)]
     keys += [f"level_{d}_macro_f1" for d in range(1, depth + 1)]
+    if "tuned_micro_f1" in reported:
+        columns += ["Micro (dev thr.)", "Macro (dev thr.)"]
+        keys += ["tuned_micro_f1", "tuned_macro_f1"]
     split = manifest["splits"]
     over_seeds = f" as mean ± std over seeds {seeds}" if seeds else ""
     lines = [
@@ -137,6 +148,12 @@ def markdown_report(
             if unsupported
             else "- Macro-F1 averages over all labels of the hierarchy."
         ),
+        *(
+            ["- (dev thr.): test F1 at the one decision threshold chosen on dev (`--tune_thresholds global`); the "
+             "other columns use 0.5."]
+            if "tuned_micro_f1" in reported
+            else []
+        ),
         "- C-: path-constrained (HiMatch); P-: path-based (HierVerb), only for data whose gold sets end at leaves.",
         "- s / run: wall time of one run (process start, training with per-epoch dev evaluation, test); train "
         "docs/s: `train_samples_per_second` of the Trainer (per-epoch dev evaluation and checkpoint saves "
@@ -153,6 +170,14 @@ def markdown_report(
     if failed:
         lines.append(f"- **Failed runs** (seeds): {failed}; see their `log.txt`.")
     lines.append(f"- Wall time of this invocation: {wall_time_s / 60:.1f} min.")
+    curves = {entry["label"]: entry["dev_curve"] for entry in summary.values() if entry.get("dev_curve")}
+    if curves:
+        lines += ["", "## Dev curves", "", "Dev Micro-F1 / Macro-F1 (%) after each epoch, mean over seeds.", "",
+                  "| Variant | " + " | ".join(f"epoch {point['epoch']:g}" for point in max(curves.values(), key=len)) + " |",
+                  "|---|" + "---:|" * max(len(c) for c in curves.values())]  # fmt: skip
+        for label, curve in curves.items():
+            cells = [f"{100 * p['micro_f1']['mean']:.1f} / {100 * p['macro_f1']['mean']:.1f}" for p in curve]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += ["", "## Per variant (test)", ""]
     for entry in summary.values():
         if entry.get("test"):
@@ -190,3 +215,40 @@ def plot_levels(summary: dict, dataset: str, depth: int, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
+
+
+def plot_dev_curves(results: dict[str, list[dict]], labels: dict[str, str], dataset: str, path: Path) -> bool:
+    """Dev Micro- and Macro-F1 after every epoch, one line per variant (mean over its seeds, the seeds' range
+    shaded): the evidence that a budget is long enough for the baseline to have learned. False if no run has a curve."""
+    curves = {}
+    for variant, runs in results.items():
+        per_seed = [r["dev_curve"] for r in runs if r.get("status") == "ok" and r.get("dev_curve")]
+        if per_seed:
+            length = min(len(c) for c in per_seed)
+            curves[variant] = np.array([[point[:3] for point in c[:length]] for c in per_seed], dtype=float)
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(10.0, 3.8), sharex=True)
+    for variant, curve in curves.items():  # (seeds, evaluations, [epoch, micro, macro])
+        epochs = curve[0, :, 0]
+        for axis, column in zip(axes, (1, 2)):
+            values = 100 * curve[:, :, column]
+            (line,) = axis.plot(epochs, values.mean(axis=0), marker="o", label=labels.get(variant, variant))
+            if len(values) > 1:
+                axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
+    for axis, name in zip(axes, ("Micro-F1", "Macro-F1")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(f"dev {name} (%)")
+        axis.grid(alpha=0.3)
+    axes[0].set_title(f"{dataset}: dev Micro-F1 per epoch")
+    axes[1].set_title(f"{dataset}: dev Macro-F1 per epoch")
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return True

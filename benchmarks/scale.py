@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -37,14 +35,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_utils import DATA, RESULTS, machine_info, round_robin
 from transformers import BertConfig, BertForSequenceClassification
 
 from hisr_hf import HiSRConfig, HiSRForHierarchicalClassification, LabelHierarchy
 from hisr_hf.decoding import decode_label_paths
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("HISR_SHARED_DATA", ROOT.parent / "shared" / "data"))
-RESULTS = ROOT / "benchmarks" / "results"
+CPU = torch.device("cpu")
 MINILM = {"hidden_size": 384, "num_hidden_layers": 6, "num_attention_heads": 12, "intermediate_size": 1536,
           "vocab_size": 30522, "max_position_embeddings": 512}  # fmt: skip
 
@@ -132,15 +129,7 @@ def infer_fn(model, inputs):
 
 def interleaved(functions: dict[str, callable], rounds: int, warmup: int = 1) -> dict[str, float]:
     """Median seconds of each function, calling them in turn (A, B, A, B, ...)."""
-    for _ in range(warmup):
-        for fn in functions.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in functions}
-    for _ in range(rounds):
-        for name, fn in functions.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+    times = round_robin(functions, CPU, warmup, rounds)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -181,17 +170,13 @@ def realistic_probs(hierarchy: LabelHierarchy, size: int, seed: int = 0) -> torc
 
 
 def decoding_ms(hierarchy: LabelHierarchy, repeats: int) -> dict[str, float]:
+    """Median milliseconds of decoding 32 documents, per strategy (consistent, top-down), timed in turn."""
     probs = realistic_probs(hierarchy, 32)
-    out = {}
-    for strategy in ("consistent", "top_down"):
-        decode_label_paths(probs, hierarchy, strategy=strategy)  # warm-up
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            decode_label_paths(probs, hierarchy, strategy=strategy)
-            times.append(time.perf_counter() - start)
-        out[strategy] = 1000 * statistics.median(times)
-    return out
+    decoders = {
+        strategy: lambda strategy=strategy: decode_label_paths(probs, hierarchy, strategy=strategy)
+        for strategy in ("consistent", "top_down")
+    }
+    return {strategy: 1000 * seconds for strategy, seconds in interleaved(decoders, repeats).items()}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -250,11 +235,8 @@ def main() -> None:
 def write(rows: list[dict], args, tag: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     environment = {
-        "torch": torch.__version__,
+        **machine_info("cpu"),
         "threads": args.threads,
-        "cpu": platform.processor() or platform.machine(),
-        "cores": os.cpu_count(),
-        "python": platform.python_version(),
         "command": " ".join(["python", "benchmarks/scale.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d"),
         "max_rss_mb_parent": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -263,7 +245,8 @@ def write(rows: list[dict], args, tag: str) -> None:
     lines = [
         f"# Scale: `{environment['command']}`",
         "",
-        f"torch {environment['torch']}, {args.threads} thread(s), {environment['cores']} cores, {environment['date']}. "
+        f"torch {environment['torch']}, {args.threads} thread(s), {environment['cpus_available']} cores "
+        f"({environment['cpu_model']}), {environment['date']}. "
         "MiniLM-sized BERT (hidden 384, 6 layers, random weights), batch 16 x length 128 for training (fused AdamW), "
         "32 x 128 for inference; full model = GCN + HiSR with `head=\"factorized\"` at the default `node_dim`; stock = "
         "`BertForSequenceClassification` with one output per label. Ratios from interleaved runs in one process.",

@@ -401,6 +401,34 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             with torch.no_grad():
                 weight.copy_(torch.tensor(self.config.edge_prior(self.hierarchy), dtype=weight.dtype, device=weight.device))
 
+    @torch.no_grad()
+    def init_classifier_bias(self, labels: torch.Tensor, smoothing: float = 0.5) -> torch.Tensor:
+        """Set each label's classifier bias to the log-odds of its frequency in `labels`.
+
+        A fresh head then starts from the training prior instead of p = 0.5 for every label, so the first steps are
+        not spent learning to say "no" to the rare labels. Call it before training.
+
+        Args:
+            labels (`torch.Tensor` of shape `(num_documents, num_labels)`):
+                The training set's ancestor-closed multi-hot labels.
+            smoothing (`float`, *optional*, defaults to 0.5):
+                Added to every label's count and to its complement, so unseen labels get a finite bias.
+
+        Returns:
+            `torch.Tensor` of shape `(num_labels,)`: the new bias.
+        """
+        labels = torch.as_tensor(labels)
+        if labels.ndim != 2 or labels.shape[1] != self.num_labels:
+            raise ValueError(
+                f"labels must be multi-hot with shape (num_documents, num_labels={self.num_labels}), got {tuple(labels.shape)}."
+            )
+        if smoothing <= 0:
+            raise ValueError(f"smoothing must be > 0 (it keeps the log-odds finite), got {smoothing}.")
+        positives = labels.to(torch.float64).sum(dim=0)
+        bias = torch.log((positives + smoothing) / (labels.shape[0] - positives + smoothing))
+        self.classifier.bias.copy_(bias.to(self.classifier.bias))
+        return self.classifier.bias.detach().clone()
+
     def head_parameters(self) -> list[tuple[str, nn.Parameter]]:
         """`(name, parameter)` of everything outside the encoder: the head, the GCN (own learning rate in HiSRTrainer)."""
         prefix = f"{self.base_model_prefix}."

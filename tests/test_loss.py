@@ -1,4 +1,4 @@
-"""The vectorised HiSR loss against a slow loop oracle written straight from spec section 3."""
+"""The vectorised HiSR loss against the slow loop oracles of `tests/oracles.py`, written straight from spec section 3."""
 
 from __future__ import annotations
 
@@ -13,72 +13,9 @@ from hisr_hf import LabelHierarchy, hisr_loss, node_loss
 from hisr_hf.loss import hisr_loss_from_sequences, sequence_index_from_path_matrix
 
 from .conftest import run_docstring_examples
+from .oracles import reference_hisr_loss, reference_node_loss
 
 NEGATIVE_MODES = ("not_subset_of_gold", "f1_below_one")
-
-
-# ---------------------------------------------------------------------------------------------- oracles
-def reference_hisr_loss(
-    probs: torch.Tensor,
-    labels: torch.Tensor,
-    hierarchy_or_path_matrix: LabelHierarchy | torch.Tensor,
-    pos_margin: float = 0.5,
-    neg_margin: float = 0.15,
-    negatives: str = "not_subset_of_gold",
-) -> torch.Tensor:
-    """Spec section 3, one document, one group and one sequence at a time. Slow on purpose."""
-    if isinstance(hierarchy_or_path_matrix, LabelHierarchy):
-        path_matrix = hierarchy_or_path_matrix.path_matrix()
-    else:
-        path_matrix = hierarchy_or_path_matrix
-    rows = path_matrix.bool().tolist()
-    num_labels = len(rows)
-    sequences = [[i for i in range(num_labels) if rows[j][i]] for j in range(num_labels)]
-
-    document_losses = []
-    for b in range(probs.shape[0]):
-        gold = {i for i in range(num_labels) if float(labels[b, i]) > 0.5}
-        if not gold:
-            continue
-        gold_score = probs[b, sorted(gold)].mean()
-        groups: dict[Fraction, list[int]] = {}
-        for j, sequence in enumerate(sequences):
-            f1 = Fraction(2 * len(set(sequence) & gold), len(sequence) + len(gold))
-            if negatives == "not_subset_of_gold":
-                is_negative = not set(sequence) <= gold
-            else:
-                is_negative = f1 < 1
-            if is_negative:
-                groups.setdefault(f1, []).append(j)
-        if not groups:
-            continue
-        ordered = sorted(groups, reverse=True)  # highest F1 first
-        k = len(ordered)
-        hardest = [torch.stack([probs[b, sequences[j]].mean() for j in groups[f1]]).amax() for f1 in ordered]
-        loss_pn = sum(torch.relu(h - gold_score + pos_margin) for h in hardest) / k
-        loss_nn = 0
-        for d in range(1, k):
-            loss_nn = loss_nn + sum(torch.relu(hardest[r + d] - hardest[r] + d * neg_margin) for r in range(k - d)) / (
-                k - d
-            )
-        document_losses.append((loss_pn + loss_nn) / k)
-    if not document_losses:
-        return probs.sum() * 0
-    return torch.stack(document_losses).mean()
-
-
-def reference_node_loss(probs: torch.Tensor, labels: torch.Tensor, top_k: int = 10, margin: float = 0.5) -> torch.Tensor:
-    terms = []
-    for b in range(probs.shape[0]):
-        gold = [i for i in range(probs.shape[1]) if float(labels[b, i]) > 0.5]
-        if not gold:
-            continue
-        lowest_gold = probs[b, gold].min()
-        non_gold = sorted((i for i in range(probs.shape[1]) if i not in gold), key=lambda i: -float(probs[b, i].detach()))
-        terms.extend(torch.relu(probs[b, i] - lowest_gold + margin) for i in non_gold[:top_k])
-    if not terms:
-        return probs.sum() * 0
-    return torch.stack(terms).mean()
 
 
 # ---------------------------------------------------------------------------------------------- random data
