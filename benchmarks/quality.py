@@ -41,6 +41,7 @@ Usage (see benchmarks/README.md):
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import logging
@@ -55,7 +56,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,7 @@ NEURAL_VARIANTS = {
     "bert_hisr": ("+ HiSR (− GCN)", ["--structure_encoder", "none"]),
     "hisr": ("HiSR (GCN + HiSR)", ["--structure_encoder", "gcn"]),
 }
+ABLATIONS = ("bert_gcn", "bert_hisr")
 HICLASS = "hiclass"
 ALL_VARIANTS = (*NEURAL_VARIANTS, HICLASS)
 DATA_SEED = 0  # the document subsets do not change with the training seed
@@ -158,6 +160,11 @@ class QualityArguments:
         default_factory=lambda: list(ALL_VARIANTS), metadata={"help": f"Subset of {list(ALL_VARIANTS)}."}
     )
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "Training seeds (>= 3 for a std)."})
+    ablation_seeds: list[int] | None = field(
+        default=None,
+        metadata={"help": f"Seeds of the ablations {list(ABLATIONS)} (default: --seeds), e.g. 1 to compare the baseline "
+                  "and full HiSR over three seeds and the ablations at one."},
+    )
     node_dim: list[int] | None = field(
         default=None,
         metadata={
@@ -310,8 +317,9 @@ class QualityArguments:
         return chosen
 
 
-def run_htc_argument_names() -> set[str]:
-    """The argument names `examples/run_htc.py` accepts (its three argument dataclasses)."""
+@functools.cache
+def run_htc_defaults() -> dict[str, Any]:
+    """Every argument `examples/run_htc.py` accepts (its three argument dataclasses), with its default."""
     spec = importlib.util.spec_from_file_location("run_htc", RUN_HTC)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses resolve their annotations through the module
@@ -320,7 +328,17 @@ def run_htc_argument_names() -> set[str]:
     finally:
         del sys.modules[spec.name]
     classes = (module.ModelArguments, module.DataTrainingArguments, module.HTCTrainingArguments)
-    return {f.name for cls in classes for f in fields(cls)}
+    defaults = {}
+    for f in (f for cls in classes for f in fields(cls)):
+        defaults[f.name] = f.default_factory() if f.default_factory is not MISSING else (
+            None if f.default is MISSING else f.default
+        )
+    return defaults
+
+
+def run_htc_argument_names() -> set[str]:
+    """The argument names `examples/run_htc.py` accepts."""
+    return set(run_htc_defaults())
 
 
 def default_encoder() -> str:
@@ -526,6 +544,11 @@ def effective_head_learning_rate(command: list[str]) -> float:
     return max(HEAD_LEARNING_RATES[kind], float(_flag(command, "learning_rate")))
 
 
+def effective_bias_init(command: list[str]) -> str:
+    """How a run_htc command initialises the classifier bias: its --classifier_bias_init, else run_htc's default."""
+    return _flag(command, "classifier_bias_init", run_htc_defaults()["classifier_bias_init"])
+
+
 def run_environment(args: QualityArguments) -> dict[str, str]:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
     if args.torch_threads > 0:
@@ -612,10 +635,12 @@ def run_neural(
         flags = [*flags, f"--{sweep[0]}", sweep[1]]
     command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep is None)
     head_rate = effective_head_learning_rate(command)
+    bias_init = effective_bias_init(command)
     previous = _previous_result(args, out) if args.skip_existing else None
     if previous is not None:
         # The same command trains another model when a library default changed: compare the head's rate too.
         same_defaults = previous.get("head_learning_rate") == head_rate
+        same_defaults &= previous.get("classifier_bias_init", "zero") == bias_init  # "zero": before the option
         if previous.get("status") == "ok" and previous.get("command") == command and same_defaults:
             logger.info("%s seed %d: reusing the result of %s", variant, seed, out)
             return previous
@@ -642,6 +667,7 @@ def run_neural(
         "budget": asdict(run_budget),
         "command": command,
         "head_learning_rate": head_rate,
+        "classifier_bias_init": bias_init,
         "wall_time_s": round(wall, 2),
         "returncode": completed.returncode,
     }
@@ -760,7 +786,13 @@ def benchmark(args: QualityArguments) -> int:
     env_before = environment(args)
     variants = args.neural_variants()
     # Seed-major: all variants of seed 1 first, so that an interrupted benchmark still compares like with like.
-    tasks = [(variant, seed) for seed in args.seeds for variant in variants]
+    ablation_seeds = args.seeds if args.ablation_seeds is None else args.ablation_seeds
+    tasks = [
+        (variant, seed)
+        for seed in dict.fromkeys([*args.seeds, *ablation_seeds])
+        for variant in variants
+        if seed in (ablation_seeds if variant in ABLATIONS else args.seeds)
+    ]
     outcomes = _run_all(args, tasks, lambda t: run_neural(args, data, budget, t[0], *variants[t[0]], t[1]))
     results: dict[str, list[dict]] = {variant: [] for variant in variants}
     for (variant, _), outcome in zip(tasks, outcomes):

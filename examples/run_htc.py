@@ -40,7 +40,7 @@ from hisr_hf.metrics import compute_metrics_fn, format_metrics_table, hierarchic
 from hisr_hf.model_card import card_data_for
 from hisr_hf.taxonomy import build_hierarchy, write_taxonomy
 from hisr_hf.thresholds import TUNING_MODES, tune_thresholds
-from hisr_hf.trainer import HierarchicalEarlyStoppingCallback, HiSRTrainer
+from hisr_hf.trainer import CLASSIFIER_BIAS_INITS, HierarchicalEarlyStoppingCallback, HiSRTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -90,9 +90,10 @@ class ModelArguments:
     hisr_node_weight: float | None = field(default=None, metadata={"help": "Weight of the node-level term (default 0)."})
     hisr_node_top_k: int | None = field(default=None, metadata={"help": "Non-gold labels in the node-level term (default 10)."})
     classifier_bias_init: str = field(
-        default="zero",
-        metadata={"help": "A new head's classifier bias: 'zero' (p = 0.5 for every label) or 'prior' (the log-odds of "
-                  "each label's training frequency). Ignored when training continues a HiSR checkpoint."},
+        default="prior",
+        metadata={"help": "A new head's classifier bias: 'prior' (default: the log-odds of each label's training "
+                  "frequency, so training does not start at p = 0.5 for every label) or 'zero'. Only for a new model: "
+                  "training that continues a HiSR checkpoint keeps its biases."},
     )
 
     def config_overrides(self) -> dict:
@@ -181,8 +182,10 @@ def main(argv: list[str] | None = None) -> dict:
     transformers.utils.logging.enable_default_handler()
     logger.info("Training/evaluation parameters %s", training_args)
 
-    if model_args.classifier_bias_init not in ("zero", "prior"):
-        raise ValueError(f"--classifier_bias_init must be 'zero' or 'prior', got {model_args.classifier_bias_init!r}.")
+    if model_args.classifier_bias_init not in CLASSIFIER_BIAS_INITS:
+        raise ValueError(
+            f"--classifier_bias_init must be one of {list(CLASSIFIER_BIAS_INITS)}, got {model_args.classifier_bias_init!r}."
+        )
     if data_args.unknown_labels not in ("error", "drop"):
         raise ValueError(f"--unknown_labels must be 'error' or 'drop', got {data_args.unknown_labels!r}.")
     if data_args.tune_thresholds is not None and data_args.tune_thresholds not in TUNING_MODES:
@@ -280,8 +283,6 @@ def main(argv: list[str] | None = None) -> dict:
             trust_remote_code=model_args.trust_remote_code,
             **overrides,
         )
-        if model_args.classifier_bias_init == "prior" and training_args.do_train:
-            model.init_classifier_bias(torch.tensor(np.asarray(prepared["train"]["labels"])))
 
     # What the model card (README.md of every save and push) says about the data; the trainer adds the rest.
     card_data = card_data_for(model)
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
         data_collator=DataCollatorForHierarchicalClassification(tokenizer),
         compute_metrics=compute_metrics_fn(hierarchy, threshold=data_args.threshold),
         callbacks=callbacks,
+        classifier_bias_init=model_args.classifier_bias_init,
     )
 
     results: dict = {}

@@ -16,6 +16,7 @@ from .hub import HubTrainerMixin
 logger = logging.get_logger(__name__)
 
 LOSS_PARTS = ("bce_loss", "hisr_loss", "node_loss")
+CLASSIFIER_BIAS_INITS = ("prior", "zero")
 
 
 class HiSRTrainer(HubTrainerMixin, Trainer):
@@ -24,8 +25,10 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
     - `compute_loss` returns the model's combined loss (BCE + alpha * HiSR) and keeps the parts, which are logged
       as `bce_loss`, `hisr_loss` (and `node_loss`) next to `loss`, averaged over the logging window and over
       processes, so they show in the progress-bar logs and in every `report_to` tracker.
-    - Before training, a model whose config has no hierarchy prior gets `P(child | parent)` from the training
-      labels (the top-down GCN edge weights start from it).
+    - Before training, a new model (its config has no hierarchy prior yet) gets `P(child | parent)` from the
+      training labels (the top-down GCN edge weights start from it) and, with `classifier_bias_init="prior"` (the
+      default), classifier biases at the log-odds of each label's training frequency
+      ([`HiSRForHierarchicalClassification.init_classifier_bias`]); `"zero"` keeps them at 0 (p = 0.5).
     - Every saved directory, `checkpoint-*` included, holds the modeling code (`auto_map`), config, safetensors
       weights and tokenizer, and loads with `AutoModel.from_pretrained(dir, trust_remote_code=True)`; the training
       arguments are written as JSON.
@@ -43,10 +46,13 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
     ```
     """
 
-    def __init__(self, *args, head_learning_rate: float | None = None, **kwargs):
+    def __init__(self, *args, head_learning_rate: float | None = None, classifier_bias_init: str = "prior", **kwargs):
         if head_learning_rate is not None and not head_learning_rate > 0:
             raise ValueError(f"head_learning_rate must be > 0 (or None for the model's default), got {head_learning_rate}.")
+        if classifier_bias_init not in CLASSIFIER_BIAS_INITS:
+            raise ValueError(f"classifier_bias_init must be one of {list(CLASSIFIER_BIAS_INITS)}, got {classifier_bias_init!r}.")
         self.head_learning_rate = head_learning_rate
+        self.classifier_bias_init = classifier_bias_init
         super().__init__(*args, **kwargs)
         # The model's loss is a per-batch mean: the Trainer divides it by the accumulation steps.
         self.loss_is_scaled_for_ga = False
@@ -120,9 +126,12 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
         if "labels" not in getattr(self.train_dataset, "column_names", []):
             logger.warning("The training set has no `labels` column; the hierarchy prior stays uniform.")
             return
-        counts = np.asarray(self.train_dataset.with_format("numpy")["labels"], dtype=np.float64).sum(axis=0)
-        model.set_prior(config.get_hierarchy().prior_from_counts(counts))
+        labels = np.asarray(self.train_dataset.with_format("numpy")["labels"], dtype=np.float64)
+        model.set_prior(config.get_hierarchy().prior_from_counts(labels.sum(axis=0)))
         logger.info("Hierarchy prior P(child | parent) set from %d training documents.", len(self.train_dataset))
+        if self.classifier_bias_init == "prior":
+            model.init_classifier_bias(torch.from_numpy(labels))
+            logger.info("Classifier biases set to the log-odds of the training label frequencies.")
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         output_dir = output_dir if output_dir is not None else self.args.output_dir

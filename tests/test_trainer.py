@@ -41,7 +41,7 @@ def _dataset(hierarchy: LabelHierarchy, size: int, seed: int = 0) -> Dataset:
     )
 
 
-def _trainer(tmp_path, hierarchy, config_overrides=None, head_learning_rate=None, **args):
+def _trainer(tmp_path, hierarchy, config_overrides=None, head_learning_rate=None, classifier_bias_init="prior", **args):
     tokenizer = _tokenizer()
     torch.manual_seed(0)
     config = HiSRConfig(hierarchy=hierarchy, hisr_weight=0.5, hisr_node_weight=0.1, **TINY_CONFIG_KWARGS,
@@ -64,6 +64,7 @@ def _trainer(tmp_path, hierarchy, config_overrides=None, head_learning_rate=None
         data_collator=DataCollatorForHierarchicalClassification(tokenizer),
         processing_class=tokenizer,
         head_learning_rate=head_learning_rate,
+        classifier_bias_init=classifier_bias_init,
     )
 
 
@@ -115,6 +116,24 @@ def test_prior_is_filled_from_training_labels(tmp_path):
     # The top-down edge weights started from the prior (one step of training moves them only slightly).
     start = torch.tensor(trainer.model.config.edge_prior())
     assert torch.allclose(trainer.model.structure_encoder.top_down_weight.detach(), start, atol=0.05)
+
+
+@pytest.mark.parametrize("init", ["prior", "zero"])
+def test_a_new_classifier_bias_starts_at_the_training_prior(tmp_path, init):
+    hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
+    trainer = _trainer(tmp_path, hierarchy, classifier_bias_init=init, max_steps=1)
+    labels = np.asarray(trainer.train_dataset["labels"])
+    positives = labels.sum(axis=0)
+    prior = torch.tensor(np.log((positives + 0.5) / (len(labels) - positives + 0.5)), dtype=torch.float32)
+    trainer.train()
+    expected = prior if init == "prior" else torch.zeros_like(prior)
+    assert torch.allclose(trainer.model.classifier.bias.detach(), expected, atol=0.01)  # one step of 1e-3 moved it
+    # A trained model (its config holds a prior) keeps its biases when training goes on.
+    trainer.model.classifier.bias.data.fill_(3.0)
+    trainer._fill_prior()
+    assert torch.equal(trainer.model.classifier.bias.detach(), torch.full_like(prior, 3.0))
+    with pytest.raises(ValueError, match=r"classifier_bias_init must be one of \['prior', 'zero'\], got 'mean'"):
+        _trainer(tmp_path, hierarchy, classifier_bias_init="mean")
 
 
 def test_every_checkpoint_loads_without_hisr_hf(tmp_path):
