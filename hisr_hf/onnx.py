@@ -9,11 +9,16 @@ python -m hisr_hf.onnx outputs/quickstart-20ng outputs/quickstart-20ng-onnx --qu
 >>> onnx_file = export_onnx("outputs/quickstart-20ng", "outputs/quickstart-20ng-onnx")  # doctest: +SKIP
 ```
 
-The graph comes from `torch.onnx.export(..., dynamo=True)` with dynamic batch and sequence axes; its inputs are
-the encoder's (`input_ids`, `attention_mask` and, where the encoder takes it, `token_type_ids`), its output the
-`(batch, num_labels)` logits. The export is checked before it is returned: ONNX Runtime's logits must equal
-PyTorch's (1e-4) on a batch of texts of different lengths. `quantize=True` adds a dynamically int8-quantised copy
-(weights int8, activations quantised per call), which ONNX Runtime runs faster on CPUs.
+The graph has dynamic batch and sequence axes; its inputs are the encoder's (`input_ids`, `attention_mask` and,
+where the encoder takes it, `token_type_ids`), its output the `(batch, num_labels)` logits. With `optimize=True`
+(the default) the encoder's attention, LayerNorms and GELUs are fused into ONNX Runtime's CPU kernels
+(`Attention`, `SkipLayerNormalization`, `BiasGelu`, ...) by its transformer optimizer. Those fusions match the graph
+of torch's TorchScript exporter with eager attention (`dynamo=False`), not the `dynamo=True` graph, so that is
+how an optimised export is made; `optimize=False`, or an optimised graph that does not pass the check below, gives
+the plain `torch.onnx.export(..., dynamo=True)` graph. Every export is checked before it is returned: ONNX
+Runtime's logits must equal PyTorch's (1e-4) on a batch of texts of different lengths. `quantize=True` adds a
+dynamically int8-quantised copy (weights int8, activations quantised per call), which ONNX Runtime runs faster on
+CPUs.
 
 The output folder serves as a model repository: `model.onnx` (and `model_quantized.onnx`), `config.json` (the
 hierarchy, thresholds and label names), the tokenizer, the model code, the model card and `handler.py`, which
@@ -23,6 +28,7 @@ an Inference Endpoint runs on ONNX Runtime when it finds `model.onnx` (`hisr_hf/
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -32,6 +38,8 @@ from torch import nn
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from .modeling_hisr import HiSRForHierarchicalClassification, _accepted_inputs
+
+logger = logging.getLogger(__name__)
 
 ONNX_NAME = "model.onnx"
 QUANTIZED_NAME = "model_quantized.onnx"
@@ -67,6 +75,7 @@ def export_onnx(
     *,
     tokenizer: PreTrainedTokenizerBase | None = None,
     quantize: bool = False,
+    optimize: bool = True,
     opset_version: int | None = None,
 ) -> Path:
     """Export a HiSR model to ONNX and check ONNX Runtime's logits against PyTorch's.
@@ -77,7 +86,10 @@ def export_onnx(
         output_dir: the folder to write (created if needed; see the module docstring for what goes in it).
         tokenizer (*optional*): the model's tokenizer; loaded from `model_or_dir` when that is a folder or Hub id.
         quantize (`bool`, defaults to `False`): also write `model_quantized.onnx`, dynamically int8-quantised.
-        opset_version (`int`, *optional*): the ONNX opset (default: the exporter's).
+        optimize (`bool`, defaults to `True`): fuse the encoder's attention, LayerNorms and GELUs into ONNX
+            Runtime's kernels (see the module docstring); falls back to the plain graph, with a warning, when the
+            fused one cannot be made or does not match PyTorch.
+        opset_version (`int`, *optional*): the ONNX opset (default: the exporter's; 17 for an optimised export).
 
     Returns:
         `Path` of `model_quantized.onnx` when `quantize=True`, else of `model.onnx`.
@@ -109,8 +121,43 @@ def export_onnx(
     input_names = tuple(name for name in INPUT_NAMES if name in _accepted_inputs(model.text_encoder))
     sample = tokenizer(list(CHECK_TEXTS), padding=True, return_tensors="pt")
     inputs = tuple(sample[name] for name in input_names)
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     graph = output / ONNX_NAME
+    optimized = False
+    if optimize:
+        try:
+            _export_fused(model, inputs, input_names, graph, opset_version)
+            check_onnx(graph, model, tokenizer, session_factory=ort.InferenceSession)
+            optimized = True
+        except Exception as error:  # noqa: BLE001  (any failure of the optional path falls back to the plain graph)
+            logger.warning("The fused ONNX export failed (%s: %s); writing the plain dynamo graph instead.",
+                           type(error).__name__, error)  # fmt: skip
+    if not optimized:
+        _export_dynamo(model, inputs, input_names, graph, opset_version)
+    # The folder also serves: config (hierarchy, thresholds, labels), code, card, handler.py, tokenizer.
+    model.save_pretrained(output)
+    (output / "model.safetensors").unlink(missing_ok=True)
+    tokenizer.save_pretrained(output)
+    if not optimized:
+        check_onnx(graph, model, tokenizer, session_factory=ort.InferenceSession)
+    model.train(was_training)
+    if not quantize:
+        return graph
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = output / QUANTIZED_NAME
+    # DefaultTensorType: ONNX shape inference cannot type the outputs of the fused (com.microsoft) kernels.
+    quantize_dynamic(
+        str(graph), str(quantized), weight_type=QuantType.QInt8, nodes_to_exclude=_vector_matmuls(graph),
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
+    )  # fmt: skip
+    check_onnx(quantized, model, tokenizer, session_factory=ort.InferenceSession, tolerance=float("inf"))  # it runs
+    return quantized
+
+
+def _export_dynamo(model, inputs, input_names, graph: Path, opset_version: int | None) -> None:
+    """`torch.onnx.export(dynamo=True)` with dynamic batch and sequence axes, weights beside the graph above 2 GB."""
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     with torch.no_grad():
         program = torch.onnx.export(
@@ -125,23 +172,39 @@ def export_onnx(
             verbose=False,
         )
     program.save(str(graph), external_data=weight_bytes > _SINGLE_FILE_LIMIT)
-    # The folder also serves: config (hierarchy, thresholds, labels), code, card, handler.py, tokenizer.
-    model.save_pretrained(output)
-    (output / "model.safetensors").unlink(missing_ok=True)
-    tokenizer.save_pretrained(output)
-    check_onnx(graph, model, tokenizer, session_factory=ort.InferenceSession)
-    model.train(was_training)
-    if not quantize:
-        return graph
-    from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantized = output / QUANTIZED_NAME
-    quantize_dynamic(
-        str(graph), str(quantized), weight_type=QuantType.QInt8, nodes_to_exclude=_vector_matmuls(graph),
-        extra_options={"MatMulConstBOnly": True},
-    )  # fmt: skip
-    check_onnx(quantized, model, tokenizer, session_factory=ort.InferenceSession, tolerance=float("inf"))  # it runs
-    return quantized
+
+def _export_fused(model, inputs, input_names, graph: Path, opset_version: int | None) -> dict[str, int]:
+    """TorchScript export with eager attention, then ONNX Runtime's transformer optimizer (fusions only: no
+    hardware-specific rewrites, so the file runs on any CPU). Returns the fused operator counts."""
+    import warnings
+
+    from onnxruntime.transformers import optimizer
+
+    encoder = model.text_encoder
+    attention = encoder.config._attn_implementation
+    raw = graph.with_name(graph.stem + ".unfused.onnx")
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    try:
+        encoder.set_attn_implementation("eager")  # the MatMul-Softmax-MatMul pattern the Attention fusion matches
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's tracer warnings about Python values
+            torch.onnx.export(
+                _LogitsOnly(model).eval(), inputs, str(raw), input_names=list(input_names), output_names=["logits"],
+                dynamic_axes={**axes, "logits": {0: "batch"}}, opset_version=opset_version or 17, dynamo=False,
+            )  # fmt: skip
+        config = encoder.config
+        fused = optimizer.optimize_model(
+            str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+            opt_level=0,
+        )  # fmt: skip
+        fused.save_model_to_file(str(graph))
+    finally:
+        encoder.set_attn_implementation(attention)
+        raw.unlink(missing_ok=True)
+    counts = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+    logger.info("Fused ONNX graph: %s", counts)
+    return counts
 
 
 def _vector_matmuls(graph: Path) -> list[str]:
@@ -194,9 +257,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("model", help="A saved HiSR model (folder or Hub id) with its tokenizer.")
     parser.add_argument("output_dir", help="Folder to write model.onnx (and model_quantized.onnx) into.")
     parser.add_argument("--quantize", action="store_true", help="Also write a dynamically int8-quantised copy.")
+    parser.add_argument("--no_optimize", action="store_true", help="The plain dynamo graph, without ONNX Runtime's fusions.")
     parser.add_argument("--opset_version", type=int, default=None, help="ONNX opset (default: the exporter's).")
     args = parser.parse_args(argv)
-    path = export_onnx(args.model, args.output_dir, quantize=args.quantize, opset_version=args.opset_version)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    path = export_onnx(
+        args.model, args.output_dir, quantize=args.quantize, optimize=not args.no_optimize, opset_version=args.opset_version
+    )
     print(f"Wrote {path} (ONNX Runtime logits checked against PyTorch's).")
 
 
