@@ -4,8 +4,8 @@
     python benchmarks/onnx_speed.py outputs/quickstart-20ng --test_file examples/data/20ng/test.jsonl.gz
 
 One process, one torch / ONNX Runtime thread count (`--threads`, default all cores), the same tokenised batches
-for every backend: PyTorch fp32 (`torch.no_grad`), ONNX Runtime fp32 (`model.onnx`) and ONNX Runtime int8
-(`model_quantized.onnx`, dynamic quantisation), timed interleaved (one pass of every backend per round, `--rounds`
+for every backend: PyTorch fp32 (`torch.no_grad`), ONNX Runtime fp32 (`model.onnx`, the default fused export),
+ONNX Runtime int8 (`model_quantized.onnx`, dynamic quantisation) and the unfused `optimize=False` graph, timed interleaved (one pass of every backend per round, `--rounds`
 rounds, the median of each) so that load on the machine affects all alike. Quality: test Micro/Macro-F1 of each
 backend's predictions at the 0.5 threshold (the same `hierarchical_f1`).
 
@@ -70,18 +70,21 @@ def main() -> None:
         for i in range(0, len(texts), args.batch_size)
     ]
 
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as plain_folder:
         export_started = time.perf_counter()
         export_onnx(model, folder, tokenizer=tokenizer, quantize=True)
         export_s = time.perf_counter() - export_started
+        export_onnx(model, plain_folder, tokenizer=tokenizer, optimize=False)  # the unfused graph, for comparison
         options = ort.SessionOptions()
         options.intra_op_num_threads = args.threads
-        sessions = {
-            "onnxruntime fp32": ort.InferenceSession(str(Path(folder) / "model.onnx"), options, providers=["CPUExecutionProvider"]),
-            "onnxruntime int8": ort.InferenceSession(str(Path(folder) / QUANTIZED_NAME), options, providers=["CPUExecutionProvider"]),
-        }  # fmt: skip
-        sizes_mb = {name: round(os.path.getsize(Path(folder) / file) / 1e6, 1) for name, file in
-                    (("onnxruntime fp32", "model.onnx"), ("onnxruntime int8", QUANTIZED_NAME))}  # fmt: skip
+        files = {
+            "onnxruntime fp32": Path(folder) / "model.onnx",
+            "onnxruntime int8": Path(folder) / QUANTIZED_NAME,
+            "onnxruntime fp32, unfused (optimize=False)": Path(plain_folder) / "model.onnx",
+        }
+        sessions = {name: ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    for name, path in files.items()}  # fmt: skip
+        sizes_mb = {name: round(os.path.getsize(path) / 1e6, 1) for name, path in files.items()}
         input_names = [node.name for node in sessions["onnxruntime fp32"].get_inputs()]
 
         def run_torch() -> np.ndarray:
