@@ -640,7 +640,9 @@ def run_neural(
     if previous is not None:
         # The same command trains another model when a library default changed: compare the head's rate too.
         same_defaults = previous.get("head_learning_rate") == head_rate
-        same_defaults &= previous.get("classifier_bias_init", "zero") == bias_init  # "zero": before the option
+        # Results from before the option record no bias init: theirs was the command's flag, else "zero".
+        previous_bias = previous.get("classifier_bias_init") or _flag(previous["command"], "classifier_bias_init", "zero")
+        same_defaults &= previous_bias == bias_init
         if previous.get("status") == "ok" and previous.get("command") == command and same_defaults:
             logger.info("%s seed %d: reusing the result of %s", variant, seed, out)
             return previous
