@@ -530,3 +530,16 @@ def test_config_accepts_the_dict_form(dag_hierarchy):
     config = HiSRConfig(hierarchy=dag_hierarchy.to_dict())
     assert config.get_hierarchy() == dag_hierarchy
     assert config.label2id == dag_hierarchy.label2id
+
+
+@pytest.mark.parametrize("overrides", [{}, {"head": "factorized"}, {"structure_encoder": "none"}])
+def test_classifier_bias_from_label_frequencies(overrides, tree_hierarchy, make_tiny_model):
+    model = make_tiny_model(tree_hierarchy, **overrides)
+    labels = torch.tensor(tree_hierarchy.encode([{"A.x.1"}, {"A.y"}, {"B.z.1"}, {"A.x.1"}]))
+    bias = model.init_classifier_bias(labels)
+    positives = labels.double().sum(dim=0)
+    expected = torch.log((positives + 0.5) / (4 - positives + 0.5)).float()
+    torch.testing.assert_close(bias, expected)
+    torch.testing.assert_close(model.classifier.bias.detach(), expected)
+    with pytest.raises(ValueError, match=r"labels must be multi-hot with shape \(num_documents, num_labels="):
+        model.init_classifier_bias(labels[:, :2])
