@@ -41,7 +41,8 @@ def read_documents(path: Path, text_column: str, label_column: str, limit: int |
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
-    records = records[:limit] if limit else records
+    if limit and limit < len(records):  # evenly spaced: test files are often sorted by label
+        records = [records[i * len(records) // limit] for i in range(limit)]
     return [r[text_column] for r in records], [r[label_column] for r in records]
 
 
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--test_file", type=Path, required=True)
     parser.add_argument("--text_column", default="text")
     parser.add_argument("--label_column", default="labels")
-    parser.add_argument("--max_documents", type=int, default=None)
+    parser.add_argument("--max_documents", type=int, default=None, help="Evenly spaced test documents.")
     parser.add_argument("--max_length", type=int, default=128)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
