@@ -839,8 +839,7 @@ def benchmark(args: QualityArguments) -> int:
     )
     (results_dir / f"{stem}.md").write_text(markdown, encoding="utf-8")
     plot_levels(summary, args.dataset, data.hierarchy.max_depth, results_dir / f"{stem}.png")
-    labels = {variant: entry["label"] for variant, entry in summary.items()}
-    plot_dev_curves(results, labels, args.dataset, results_dir / f"{stem}_dev.png")
+    plot_dev_curves(summary, args.dataset, results_dir / f"{stem}_dev.png")
     logger.info("Wrote %s.{md,json,png} in %s (%.1f min)", stem, results_dir, wall / 60)
     print((results_dir / f"{stem}.md").read_text(encoding="utf-8"))
     return 1 if any(e.get("failed_seeds") for e in summary.values()) else 0

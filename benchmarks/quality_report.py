@@ -217,15 +217,11 @@ def plot_levels(summary: dict, dataset: str, depth: int, path: Path) -> None:
     plt.close(figure)
 
 
-def plot_dev_curves(results: dict[str, list[dict]], labels: dict[str, str], dataset: str, path: Path) -> bool:
-    """Dev Micro- and Macro-F1 after every epoch, one line per variant (mean over its seeds, the seeds' range
-    shaded): the evidence that a budget is long enough for the baseline to have learned. False if no run has a curve."""
-    curves = {}
-    for variant, runs in results.items():
-        per_seed = [r["dev_curve"] for r in runs if r.get("status") == "ok" and r.get("dev_curve")]
-        if per_seed:
-            length = min(len(c) for c in per_seed)
-            curves[variant] = np.array([[point[:3] for point in c[:length]] for c in per_seed], dtype=float)
+def plot_dev_curves(summary: dict, dataset: str, path: Path) -> bool:
+    """Dev Micro- and Macro-F1 after every epoch, one line per variant (`aggregate`'s mean over its seeds, the
+    seeds' range shaded): the evidence that a budget is long enough for the baseline to have learned. False if no
+    variant has a curve."""
+    curves = {entry["label"]: entry["dev_curve"] for entry in summary.values() if entry.get("dev_curve")}
     if not curves:
         return False
     import matplotlib
@@ -234,13 +230,13 @@ def plot_dev_curves(results: dict[str, list[dict]], labels: dict[str, str], data
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, figsize=(10.0, 3.8), sharex=True)
-    for variant, curve in curves.items():  # (seeds, evaluations, [epoch, micro, macro])
-        epochs = curve[0, :, 0]
-        for axis, column in zip(axes, (1, 2)):
-            values = 100 * curve[:, :, column]
-            (line,) = axis.plot(epochs, values.mean(axis=0), marker="o", label=labels.get(variant, variant))
-            if len(values) > 1:
-                axis.fill_between(epochs, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.15)
+    for label, curve in curves.items():
+        epochs = [point["epoch"] for point in curve]
+        for axis, key in zip(axes, ("micro_f1", "macro_f1")):
+            values = 100 * np.array([point[key]["values"] for point in curve])  # (evaluations, seeds)
+            (line,) = axis.plot(epochs, values.mean(axis=1), marker="o", label=label)
+            if values.shape[1] > 1:
+                axis.fill_between(epochs, values.min(axis=1), values.max(axis=1), color=line.get_color(), alpha=0.15)
     for axis, name in zip(axes, ("Micro-F1", "Macro-F1")):
         axis.set_xlabel("epoch")
         axis.set_ylabel(f"dev {name} (%)")

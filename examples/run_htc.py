@@ -341,8 +341,7 @@ def main(argv: list[str] | None = None) -> dict:
     if training_args.do_predict:
         output = trainer.predict(prepared["test"], metric_key_prefix="test")
         metrics = dict(output.metrics, test_samples=len(prepared["test"]))
-        logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-        probs = torch.sigmoid(torch.as_tensor(np.asarray(logits), dtype=torch.float32))
+        probs = torch.from_numpy(probabilities(output))
         config = trainer.accelerator.unwrap_model(trainer.model).config
         tuned = config.thresholds
         thresholds = label_thresholds(config, hierarchy)
@@ -382,12 +381,17 @@ def _data_name(path: str | None) -> str | None:
     return folder or os.path.basename(path)
 
 
+def probabilities(output) -> np.ndarray:
+    """Sigmoid of the logits of a `Trainer.predict` output, float32 `(documents, labels)`."""
+    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
+    return torch.sigmoid(torch.as_tensor(np.asarray(logits), dtype=torch.float32)).numpy()
+
+
 def tune_on_dev(trainer, dev, hierarchy, mode: str) -> dict:
     """Choose thresholds on dev (`hisr_hf.thresholds.tune_thresholds`), store them in the model's config, save the
     model again; returns dev Micro/Macro-F1 at 0.5 and at the tuned thresholds (`eval_tuned_*`)."""
     output = trainer.predict(dev, metric_key_prefix="eval")
-    logits = output.predictions[0] if isinstance(output.predictions, tuple) else output.predictions
-    probs = 1 / (1 + np.exp(-np.asarray(logits, dtype=np.float64)))
+    probs = probabilities(output)
     thresholds = tune_thresholds(probs, output.label_ids, hierarchy, mode=mode)
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.config.thresholds = thresholds

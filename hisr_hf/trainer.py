@@ -115,10 +115,10 @@ class HiSRTrainer(HubTrainerMixin, Trainer):
         super().log(logs, start_time)
 
     def train(self, *args, **kwargs):
-        self._fill_prior()
+        self._init_from_training_labels()
         return super().train(*args, **kwargs)
 
-    def _fill_prior(self) -> None:
+    def _init_from_training_labels(self) -> None:
         model = self.accelerator.unwrap_model(self.model)
         config = getattr(model, "config", None)
         if config is None or getattr(config, "hierarchy_prior", "absent") is not None or self.train_dataset is None:

@@ -130,7 +130,7 @@ def test_a_new_classifier_bias_starts_at_the_training_prior(tmp_path, init):
     assert torch.allclose(trainer.model.classifier.bias.detach(), expected, atol=0.01)  # one step of 1e-3 moved it
     # A trained model (its config holds a prior) keeps its biases when training goes on.
     trainer.model.classifier.bias.data.fill_(3.0)
-    trainer._fill_prior()
+    trainer._init_from_training_labels()
     assert torch.equal(trainer.model.classifier.bias.detach(), torch.full_like(prior, 3.0))
     with pytest.raises(ValueError, match=r"classifier_bias_init must be one of \['prior', 'zero'\], got 'mean'"):
         _trainer(tmp_path, hierarchy, classifier_bias_init="mean")
