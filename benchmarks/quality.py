@@ -65,10 +65,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-from transformers import HfArgumentParser  # noqa: E402
+from transformers import AutoConfig, HfArgumentParser  # noqa: E402
 
-from hisr_hf import LabelHierarchy  # noqa: E402
-from hisr_hf.configuration_hisr import HEAD_LEARNING_RATES  # noqa: E402
+from hisr_hf import HiSRConfig, LabelHierarchy  # noqa: E402
 from hisr_hf.data import normalise_labels, resolve_columns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -534,14 +533,22 @@ def _flag(command: list[str], name: str, default: str | None = None) -> str | No
     return value
 
 
-def effective_head_learning_rate(command: list[str]) -> float:
-    """The learning rate the head and GCN of a run_htc command train at: its --head_learning_rate, else the
-    library's default for its head (HiSRConfig.default_head_learning_rate)."""
-    pinned = _flag(command, "head_learning_rate")
-    if pinned is not None:
-        return float(pinned)
-    kind = _flag(command, "head", "hiagm_tp") if _flag(command, "structure_encoder", "gcn") == "gcn" else "linear"
-    return max(HEAD_LEARNING_RATES[kind], float(_flag(command, "learning_rate")))
+def effective_head_learning_rate(command: list[str], hierarchy: LabelHierarchy) -> float:
+    """The learning rate the head and GCN of a run_htc command train at: the library's choice
+    (`HiSRConfig.default_head_learning_rate`) for the command's head flags, encoder and hierarchy (`head="auto"`
+    depends on the label count)."""
+    node_dim, pinned = _flag(command, "node_dim"), _flag(command, "head_learning_rate")
+    config = HiSRConfig(
+        text_encoder=_encoder_config(_flag(command, "model_name_or_path")), hierarchy=hierarchy,
+        head=_flag(command, "head", "auto"), structure_encoder=_flag(command, "structure_encoder", "gcn"),
+        node_dim=None if node_dim is None else int(node_dim), head_learning_rate=None if pinned is None else float(pinned),
+    )  # fmt: skip
+    return config.default_head_learning_rate(float(_flag(command, "learning_rate")))
+
+
+@functools.cache
+def _encoder_config(name_or_path: str):
+    return AutoConfig.from_pretrained(name_or_path)
 
 
 def effective_bias_init(command: list[str]) -> str:
@@ -634,7 +641,7 @@ def run_neural(
     elif sweep is not None:
         flags = [*flags, f"--{sweep[0]}", sweep[1]]
     command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep is None)
-    head_rate = effective_head_learning_rate(command)
+    head_rate = effective_head_learning_rate(command, data.hierarchy)
     bias_init = effective_bias_init(command)
     previous = _previous_result(args, out) if args.skip_existing else None
     if previous is not None:

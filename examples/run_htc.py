@@ -60,7 +60,8 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
     head: str | None = field(
         default=None,
-        metadata={"help": "'hiagm_tp' (default, the paper's; parameters grow as labels**2) or 'factorized' (grows as labels)."},
+        metadata={"help": "'auto' (default: hiagm_tp while its head fits in 2**28 parameters, else factorized), 'hiagm_tp' "
+                  "(the paper's; parameters grow as labels**2) or 'factorized' (grows as labels)."},
     )
     head_learning_rate: float | None = field(
         default=None,

@@ -16,6 +16,8 @@ from .hierarchy import LabelHierarchy
 from .loss import NEGATIVE_MODES
 
 HEADS = ("hiagm_tp", "factorized")
+# `head="auto"` (the default) resolves to one of HEADS when the config gets its hierarchy.
+HEAD_CHOICES = ("auto", *HEADS)
 STRUCTURE_ENCODERS = ("gcn", "none")
 TEXT_FEATURES = ("cls", "pooler", "mean")
 AUTO_MAP = {
@@ -46,6 +48,9 @@ _ENCODER_ARCHITECTURE_FIELDS = _FLAT_BERT_FIELDS - {
 # GCN's activations stay bounded at thousands of labels (benchmarks/BENCHMARKS.md, "Scale").
 _FACTORIZED_NODE_BUDGET = 400_000
 _FACTORIZED_MIN_NODE_DIM = 32
+# head="auto": HiAGM-TP while its head stays within this many parameters (1 GiB in fp32, ~4 GiB of training state
+# with AdamW; MiniLM: up to 665 labels, bert-base: 320), the factorized head beyond.
+AUTO_HIAGM_TP_MAX_PARAMETERS = 2**28
 # Default learning rates of the freshly initialised head (and GCN), by kind, chosen on dev (BENCHMARKS.md, "Which
 # head"): at the encoder's rate (1e-4) every head learns far slower. The factorized head's small per-label vectors
 # and the linear head of structure_encoder="none" start near zero and need the larger step.
@@ -63,7 +68,8 @@ class HiSRConfig(PreTrainedConfig):
         text_encoder (`PreTrainedConfig` or `dict`, *optional*):
             The encoder's configuration (`AutoConfig.from_pretrained("roberta-base")`, or its `to_dict()` with a
             `model_type`). Defaults to a BERT configuration. As in hisr_hf 0.1, BERT fields given directly
-            (`HiSRConfig(hidden_size=32, num_hidden_layers=2, ...)`) build a BERT encoder configuration.
+            (`HiSRConfig(hidden_size=32, num_hidden_layers=2, ...)`) build a BERT encoder configuration, and
+            `head="auto"` then means 0.1's one head, `"hiagm_tp"` (so a 0.1 `config.json` loads as saved).
         hierarchy (`LabelHierarchy` or `dict`, *optional*):
             The label hierarchy (`LabelHierarchy.to_dict()` form once stored). Sets `id2label`, `label2id` and
             `problem_type="multi_label_classification"`.
@@ -71,12 +77,15 @@ class HiSRConfig(PreTrainedConfig):
             `{parent: {child: P(child | parent)}}` from the training labels (`LabelHierarchy.prior`); it
             initialises the top-down GCN edge weights. `None` means `1 / number of children` until a trainer
             fills it from the training set.
-        head (`str`, defaults to `"hiagm_tp"`):
+        head (`str`, defaults to `"auto"`):
             `"hiagm_tp"`: the paper's HiAGM-TP head, a `hidden_size -> num_labels * node_dim` text propagation and a
             flattened `num_labels * node_dim -> num_labels` classifier (parameters grow as `num_labels ** 2`).
             `"factorized"`: the same structure with `O(hidden_size * node_dim + num_labels * node_dim)` parameters:
             one projection of the text feature shared by all labels, modulated by a learned vector and bias per
             label, the same hierarchy GCN, and one scoring vector per label. Use it for hundreds of labels and more.
+            `"auto"`: `"hiagm_tp"` while its `(hidden_size + num_labels) * num_labels * node_dim` parameters stay
+            within 2**28 (1 GiB in fp32: up to 665 labels for a 384-wide encoder, 320 for a 768-wide one), else
+            `"factorized"`. It is resolved when the hierarchy is set, so a saved config names the head it built.
         structure_encoder (`str`, defaults to `"gcn"`):
             `"gcn"` (the head above with its hierarchy GCN) or `"none"` (text feature -> linear, the "- GCN"
             ablation; `head` is then unused).
@@ -128,7 +137,7 @@ class HiSRConfig(PreTrainedConfig):
     text_encoder: PreTrainedConfig | dict | None = None
     hierarchy: Any = None
     hierarchy_prior: Any = None
-    head: str = "hiagm_tp"
+    head: str = "auto"
     structure_encoder: str = "gcn"
     text_feature: str = "cls"
     node_dim: int | None = None
@@ -159,8 +168,10 @@ class HiSRConfig(PreTrainedConfig):
         if flat:
             # A hisr_hf 0.1 config.json (flat BertConfig fields), or BERT fields passed directly.
             self.text_encoder = BertConfig(**flat)
+            if self.head == "auto":
+                self.head = "hiagm_tp"  # the one head of 0.1, whatever the size of its saved weights
         super().__post_init__(**kwargs)
-        _check_choice("head", self.head, HEADS)
+        _check_choice("head", self.head, HEAD_CHOICES)
         _check_choice("structure_encoder", self.structure_encoder, STRUCTURE_ENCODERS)
         _check_choice("text_feature", self.text_feature, TEXT_FEATURES)
         _check_choice("hisr_negatives", self.hisr_negatives, NEGATIVE_MODES)
@@ -181,6 +192,8 @@ class HiSRConfig(PreTrainedConfig):
             self.custom_pipelines = copy.deepcopy(CUSTOM_PIPELINES)
         if self.hierarchy is not None:
             self._set_hierarchy(self.hierarchy)
+            if self.head == "auto":
+                self.head = self.auto_head()
         if self.thresholds is not None:
             self.thresholds = _validated_thresholds(self.thresholds, self.get_hierarchy() if self.hierarchy else None)
         if self.node_dim is None:
@@ -204,6 +217,13 @@ class HiSRConfig(PreTrainedConfig):
         if self.classifier_dropout is not None:
             return float(self.classifier_dropout)
         return float(getattr(self.text_encoder, "hidden_dropout_prob", 0.1))
+
+    def auto_head(self) -> str:
+        """What `head="auto"` resolves to for this encoder width, label count and `node_dim` (see the class
+        docstring)."""
+        node_dim = self.node_dim or self.hidden_size
+        hiagm_tp_parameters = (self.hidden_size + self.num_labels) * self.num_labels * node_dim
+        return "hiagm_tp" if hiagm_tp_parameters <= AUTO_HIAGM_TP_MAX_PARAMETERS else "factorized"
 
     def default_node_dim(self) -> int:
         """The `node_dim` used when none is given (see the class docstring)."""

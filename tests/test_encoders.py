@@ -265,7 +265,26 @@ def test_factorized_default_node_dim_shrinks_with_the_label_count():
     encoder = AutoConfig.for_model("bert", hidden_size=384, num_attention_heads=12)
     assert HiSRConfig(text_encoder=encoder, hierarchy=small, head="factorized").node_dim == 384
     assert HiSRConfig(text_encoder=encoder, hierarchy=large, head="factorized").node_dim == 40
-    assert HiSRConfig(text_encoder=encoder, hierarchy=large).node_dim == 384  # hiagm_tp keeps the paper's size
+    assert HiSRConfig(text_encoder=encoder, hierarchy=large, head="hiagm_tp").node_dim == 384  # the paper's size
+
+
+def test_auto_head_is_hiagm_tp_where_it_fits_and_factorized_beyond():
+    from hisr_hf.configuration_hisr import AUTO_HIAGM_TP_MAX_PARAMETERS
+
+    encoder = AutoConfig.for_model("bert", hidden_size=384, num_attention_heads=12)
+    flat = {n: LabelHierarchy.from_parents({f"l{i}": None for i in range(n)}) for n in (665, 666, 3244)}
+    assert (384 + 665) * 665 * 384 <= AUTO_HIAGM_TP_MAX_PARAMETERS < (384 + 666) * 666 * 384
+    assert HiSRConfig(text_encoder=encoder, hierarchy=flat[665]).head == "hiagm_tp"
+    config = HiSRConfig(text_encoder=encoder, hierarchy=flat[3244])
+    assert (config.head, config.node_dim) == ("factorized", 123)  # and the factorized head's node_dim
+    assert config.default_head_learning_rate(1e-4) == 1e-2
+    # A smaller node_dim keeps HiAGM-TP; an explicit head is kept whatever its size; the saved config names it.
+    assert HiSRConfig(text_encoder=encoder, hierarchy=flat[666], node_dim=64).head == "hiagm_tp"
+    assert HiSRConfig(text_encoder=encoder, hierarchy=flat[3244], head="hiagm_tp").head == "hiagm_tp"
+    assert HiSRConfig.from_dict(config.to_dict()).head == "factorized"
+    assert HiSRConfig().head == "auto"  # no hierarchy yet: nothing to decide
+    # BERT fields given flat (a hisr_hf 0.1 config.json) keep 0.1's one head.
+    assert HiSRConfig(hidden_size=384, num_attention_heads=12, hierarchy=flat[3244]).head == "hiagm_tp"
 
 
 def test_config_rejects_encoder_fields_next_to_an_encoder_config(hierarchy):
