@@ -218,12 +218,16 @@ class HiSRConfig(PreTrainedConfig):
             return float(self.classifier_dropout)
         return float(getattr(self.text_encoder, "hidden_dropout_prob", 0.1))
 
+    def hiagm_tp_parameters(self) -> int:
+        """Weights of a HiAGM-TP head at this width, label count and `node_dim` (the hidden size while unset): the
+        `hidden_size -> num_labels * node_dim` text propagation and the flattened classifier, biases left out."""
+        node_dim = self.node_dim or self.hidden_size
+        return (self.hidden_size + self.num_labels) * self.num_labels * node_dim
+
     def auto_head(self) -> str:
         """What `head="auto"` resolves to for this encoder width, label count and `node_dim` (see the class
         docstring)."""
-        node_dim = self.node_dim or self.hidden_size
-        hiagm_tp_parameters = (self.hidden_size + self.num_labels) * self.num_labels * node_dim
-        return "hiagm_tp" if hiagm_tp_parameters <= AUTO_HIAGM_TP_MAX_PARAMETERS else "factorized"
+        return "hiagm_tp" if self.hiagm_tp_parameters() <= AUTO_HIAGM_TP_MAX_PARAMETERS else "factorized"
 
     def default_node_dim(self) -> int:
         """The `node_dim` used when none is given (see the class docstring)."""

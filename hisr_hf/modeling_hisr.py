@@ -317,7 +317,7 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             self.structure_encoder = None
             self.classifier = nn.Linear(config.hidden_size, config.num_labels)
         elif config.head == "hiagm_tp":
-            head_size = (config.hidden_size + config.num_labels) * config.num_labels * config.node_dim
+            head_size = config.hiagm_tp_parameters()
             encoder_size = sum(p.numel() for p in text_encoder.parameters())
             if head_size > encoder_size:
                 logger.warning(
