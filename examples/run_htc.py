@@ -68,6 +68,10 @@ class ModelArguments:
         metadata={"help": "Learning rate of the head and GCN (default 1e-3 for hiagm_tp, 1e-2 for factorized and for "
                   "--structure_encoder none; the paper's single rate: the same as --learning_rate)."},
     )
+    feature_skip: bool | None = field(
+        default=None,
+        metadata={"help": "Add a direct linear score of the text feature to the GCN head's logits (default false)."},
+    )
     structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
     text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})
     node_dim: int | None = field(
@@ -99,7 +103,7 @@ class ModelArguments:
 
     def config_overrides(self) -> dict:
         names = (
-            "head", "head_learning_rate", "structure_encoder", "text_feature", "node_dim", "gcn_dropout", "classifier_dropout", "hisr_weight",
+            "head", "feature_skip", "head_learning_rate", "structure_encoder", "text_feature", "node_dim", "gcn_dropout", "classifier_dropout", "hisr_weight",
             "hisr_pos_margin", "hisr_neg_margin", "hisr_negatives", "hisr_node_weight", "hisr_node_top_k",
         )  # fmt: skip
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}

@@ -86,6 +86,10 @@ class HiSRConfig(PreTrainedConfig):
             `"auto"`: `"hiagm_tp"` while its `(hidden_size + num_labels) * num_labels * node_dim` parameters stay
             within 2**28 (1 GiB in fp32: up to 665 labels for a 384-wide encoder, 320 for a 768-wide one), else
             `"factorized"`. It is resolved when the hierarchy is set, so a saved config names the head it built.
+        feature_skip (`bool`, defaults to `False`):
+            With `structure_encoder="gcn"`: each label also scores the text feature directly, through a bias-free
+            `hidden_size -> num_labels` linear map added to the head's logits (`num_labels * hidden_size` more
+            parameters), so the head contains the plain linear classifier of `structure_encoder="none"`.
         structure_encoder (`str`, defaults to `"gcn"`):
             `"gcn"` (the head above with its hierarchy GCN) or `"none"` (text feature -> linear, the "- GCN"
             ablation; `head` is then unused).
@@ -138,6 +142,7 @@ class HiSRConfig(PreTrainedConfig):
     hierarchy: Any = None
     hierarchy_prior: Any = None
     head: str = "auto"
+    feature_skip: bool = False
     structure_encoder: str = "gcn"
     text_feature: str = "cls"
     node_dim: int | None = None
@@ -175,6 +180,11 @@ class HiSRConfig(PreTrainedConfig):
         _check_choice("structure_encoder", self.structure_encoder, STRUCTURE_ENCODERS)
         _check_choice("text_feature", self.text_feature, TEXT_FEATURES)
         _check_choice("hisr_negatives", self.hisr_negatives, NEGATIVE_MODES)
+        if self.feature_skip and self.structure_encoder == "none":
+            raise ValueError(
+                "feature_skip=True adds a linear score of the text feature to the GCN head's; with "
+                "structure_encoder='none' the model is that linear classifier already. Use feature_skip=False."
+            )
         for name in ("hisr_weight", "hisr_pos_margin", "hisr_neg_margin", "hisr_node_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")

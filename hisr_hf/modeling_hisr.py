@@ -332,6 +332,10 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             self.text_propagation = FactorizedLabelNodes(config)
             self.structure_encoder = HierarchyGCN(config, hierarchy)
             self.classifier = LabelScorer(config)
+        # A direct linear score of the text feature next to the GCN head's (config.feature_skip).
+        self.feature_scorer = None
+        if config.structure_encoder == "gcn" and config.feature_skip:
+            self.feature_scorer = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.hisr = HiSRLoss(config, hierarchy)
         self.post_init()
 
@@ -528,11 +532,14 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         elif self.config.head == "hiagm_tp":
             nodes = self.text_propagation(feature).view(feature.shape[0], self.num_labels, self.config.node_dim)
             logits = self.classifier(self.dropout(self.structure_encoder(nodes).flatten(1)))
+            if self.feature_scorer is not None:
+                logits = logits + self.feature_scorer(self.dropout(feature))
         else:
             # Dropout on the shared text feature: the same regularisation point as HiAGM-TP's at a (B, hidden) cost.
-            logits = factorized_gcn_logits(
-                self.text_propagation, self.structure_encoder, self.classifier, self.dropout(feature)
-            )
+            feature = self.dropout(feature)
+            logits = factorized_gcn_logits(self.text_propagation, self.structure_encoder, self.classifier, feature)
+            if self.feature_scorer is not None:
+                logits = logits + self.feature_scorer(feature)
 
         loss = bce = ranking = node = None
         if labels is not None:

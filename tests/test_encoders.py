@@ -259,6 +259,34 @@ def test_factorized_head_parameter_count(hierarchy):
         assert sum(p.numel() for _, p in model.head_parameters()) == projection + label_vectors + scorer + gcn
 
 
+@pytest.mark.parametrize("head", ["factorized", "hiagm_tp"])
+def test_feature_skip_adds_a_linear_score_of_the_text_feature(head, hierarchy, tmp_path):
+    torch.manual_seed(0)
+    config = HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=hierarchy, head=head, node_dim=12)
+    model = HiSRForHierarchicalClassification(config).eval()
+    skip = HiSRForHierarchicalClassification(HiSRConfig(**{**config.to_dict(), "feature_skip": True})).eval()
+    assert model.feature_scorer is None
+    assert skip.feature_scorer.weight.shape == (len(hierarchy), 32) and skip.feature_scorer.bias is None
+    added = {name for name, _ in skip.head_parameters()} - {name for name, _ in model.head_parameters()}
+    assert added == {"feature_scorer.weight"}  # trained at the head's learning rate
+    skip.load_state_dict(model.state_dict(), strict=False)
+    inputs = batch()
+    with torch.no_grad():
+        skip.feature_scorer.weight.zero_()
+        torch.testing.assert_close(skip(**inputs).logits, model(**inputs).logits)
+        weight = torch.randn_like(skip.feature_scorer.weight)
+        skip.feature_scorer.weight.copy_(weight)
+        feature = skip.base_model(**inputs).last_hidden_state[:, 0]
+        torch.testing.assert_close(skip(**inputs).logits, model(**inputs).logits + feature @ weight.T)
+    skip.save_pretrained(tmp_path)
+    reloaded = HiSRForHierarchicalClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config.feature_skip is True
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**inputs).logits, skip(**inputs).logits)
+    with pytest.raises(ValueError, match="feature_skip=True .* structure_encoder='none'"):
+        HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=hierarchy, structure_encoder="none", feature_skip=True)
+
+
 def test_factorized_default_node_dim_shrinks_with_the_label_count():
     small = LabelHierarchy.from_parents({f"l{i}": None for i in range(100)})
     large = LabelHierarchy.from_parents({f"l{i}": None for i in range(10_000)})
