@@ -533,17 +533,21 @@ def _flag(command: list[str], name: str, default: str | None = None) -> str | No
     return value
 
 
-def effective_head_learning_rate(command: list[str], hierarchy: LabelHierarchy) -> float:
-    """The learning rate the head and GCN of a run_htc command train at: the library's choice
-    (`HiSRConfig.default_head_learning_rate`) for the command's head flags, encoder and hierarchy (`head="auto"`
-    depends on the label count)."""
-    node_dim, pinned = _flag(command, "node_dim"), _flag(command, "head_learning_rate")
+def effective_head(command: list[str], hierarchy: LabelHierarchy) -> dict[str, Any]:
+    """What the head of a run_htc command trains with where the command leaves it to the library: the head and GCN's
+    learning rate (`HiSRConfig.default_head_learning_rate`) and `feature_skip`, for the command's head flags, encoder
+    and hierarchy (`head="auto"` depends on the label count)."""
+    node_dim, pinned, skip = _flag(command, "node_dim"), _flag(command, "head_learning_rate"), _flag(command, "feature_skip")
     config = HiSRConfig(
         text_encoder=_encoder_config(_flag(command, "model_name_or_path")), hierarchy=hierarchy,
         head=_flag(command, "head", "auto"), structure_encoder=_flag(command, "structure_encoder", "gcn"),
         node_dim=None if node_dim is None else int(node_dim), head_learning_rate=None if pinned is None else float(pinned),
+        feature_skip=None if skip is None else skip.lower() in ("true", "1", "yes"),
     )  # fmt: skip
-    return config.default_head_learning_rate(float(_flag(command, "learning_rate")))
+    return {
+        "head_learning_rate": config.default_head_learning_rate(float(_flag(command, "learning_rate"))),
+        "feature_skip": config.feature_skip,
+    }
 
 
 @functools.cache
@@ -641,12 +645,17 @@ def run_neural(
     elif sweep is not None:
         flags = [*flags, f"--{sweep[0]}", sweep[1]]
     command = run_htc_command(args, data, run_budget, flags, seed, out, predict=sweep is None)
-    head_rate = effective_head_learning_rate(command, data.hierarchy)
+    head = effective_head(command, data.hierarchy)
     bias_init = effective_bias_init(command)
     previous = _previous_result(args, out) if args.skip_existing else None
     if previous is not None:
-        # The same command trains another model when a library default changed: compare the head's rate too.
-        same_defaults = previous.get("head_learning_rate") == head_rate
+        # The same command trains another model when a library default changed: compare the head's settings too.
+        same_defaults = previous.get("head_learning_rate") == head["head_learning_rate"]
+        # Results from before feature_skip's default record none: theirs was the command's flag, else off.
+        previous_skip = previous.get("feature_skip")
+        if previous_skip is None:
+            previous_skip = str(_flag(previous["command"], "feature_skip", "false")).lower() in ("true", "1", "yes")
+        same_defaults &= previous_skip == bool(head["feature_skip"])
         # Results from before the option record no bias init: theirs was the command's flag, else "zero".
         previous_bias = previous.get("classifier_bias_init") or _flag(previous["command"], "classifier_bias_init", "zero")
         same_defaults &= previous_bias == bias_init
@@ -675,7 +684,7 @@ def run_neural(
         "learning_rate": run_budget.learning_rate,
         "budget": asdict(run_budget),
         "command": command,
-        "head_learning_rate": head_rate,
+        **head,
         "classifier_bias_init": bias_init,
         "wall_time_s": round(wall, 2),
         "returncode": completed.returncode,

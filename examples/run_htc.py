@@ -70,7 +70,8 @@ class ModelArguments:
     )
     feature_skip: bool | None = field(
         default=None,
-        metadata={"help": "Add a direct linear score of the text feature to the GCN head's logits (default false)."},
+        metadata={"help": "Add a direct linear score of the text feature to the GCN head's logits (default: true for "
+                  "the factorized head, false for hiagm_tp)."},
     )
     structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
     text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})

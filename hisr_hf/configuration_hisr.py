@@ -86,10 +86,12 @@ class HiSRConfig(PreTrainedConfig):
             `"auto"`: `"hiagm_tp"` while its `(hidden_size + num_labels) * num_labels * node_dim` parameters stay
             within 2**28 (1 GiB in fp32: up to 665 labels for a 384-wide encoder, 320 for a 768-wide one), else
             `"factorized"`. It is resolved when the hierarchy is set, so a saved config names the head it built.
-        feature_skip (`bool`, defaults to `False`):
+        feature_skip (`bool`, *optional*):
             With `structure_encoder="gcn"`: each label also scores the text feature directly, through a bias-free
             `hidden_size -> num_labels` linear map added to the head's logits (`num_labels * hidden_size` more
-            parameters), so the head contains the plain linear classifier of `structure_encoder="none"`.
+            parameters), so the head contains the plain linear classifier of `structure_encoder="none"`. `None`
+            (default) means `True` for `head="factorized"` (on dev it learns much faster with it: BENCHMARKS.md,
+            "Which head") and `False` for `"hiagm_tp"` (the paper's head, unchanged); resolved with the head.
         structure_encoder (`str`, defaults to `"gcn"`):
             `"gcn"` (the head above with its hierarchy GCN) or `"none"` (text feature -> linear, the "- GCN"
             ablation; `head` is then unused).
@@ -142,7 +144,7 @@ class HiSRConfig(PreTrainedConfig):
     hierarchy: Any = None
     hierarchy_prior: Any = None
     head: str = "auto"
-    feature_skip: bool = False
+    feature_skip: bool | None = None
     structure_encoder: str = "gcn"
     text_feature: str = "cls"
     node_dim: int | None = None
@@ -206,6 +208,8 @@ class HiSRConfig(PreTrainedConfig):
                 self.head = self.auto_head()
         if self.thresholds is not None:
             self.thresholds = _validated_thresholds(self.thresholds, self.get_hierarchy() if self.hierarchy else None)
+        if self.feature_skip is None and self.head != "auto":
+            self.feature_skip = self.head == "factorized" and self.structure_encoder == "gcn"
         if self.node_dim is None:
             self.node_dim = self.default_node_dim()
         elif self.node_dim < 1:

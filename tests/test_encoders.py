@@ -256,13 +256,20 @@ def test_factorized_head_parameter_count(hierarchy):
         label_vectors = 2 * num_labels * node_dim  # scale and shift
         scorer = num_labels * node_dim + num_labels
         gcn = 2 * edges + 2 * num_labels * node_dim + 3 * node_dim + 2 * num_labels
-        assert sum(p.numel() for _, p in model.head_parameters()) == projection + label_vectors + scorer + gcn
+        feature_skip = num_labels * hidden  # on by default for this head
+        expected = projection + label_vectors + scorer + gcn + feature_skip
+        assert sum(p.numel() for _, p in model.head_parameters()) == expected
 
 
 @pytest.mark.parametrize("head", ["factorized", "hiagm_tp"])
 def test_feature_skip_adds_a_linear_score_of_the_text_feature(head, hierarchy, tmp_path):
     torch.manual_seed(0)
-    config = HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=hierarchy, head=head, node_dim=12)
+    assert HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=hierarchy, head=head).feature_skip is (
+        head == "factorized"
+    )  # the default: on for the factorized head, off for the paper's
+    config = HiSRConfig(
+        text_encoder=encoder_config("bert"), hierarchy=hierarchy, head=head, node_dim=12, feature_skip=False
+    )
     model = HiSRForHierarchicalClassification(config).eval()
     skip = HiSRForHierarchicalClassification(HiSRConfig(**{**config.to_dict(), "feature_skip": True})).eval()
     assert model.feature_scorer is None
@@ -339,7 +346,10 @@ def test_fused_factorized_head_equals_its_modules(fixture_parents, hierarchy):
 
     h = hierarchy if fixture_parents == "dag" else LabelHierarchy.from_parents(TREE_PARENTS)
     torch.manual_seed(0)
-    config = HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=h, head="factorized", node_dim=12, gcn_dropout=0.0)
+    config = HiSRConfig(
+        text_encoder=encoder_config("bert"), hierarchy=h, head="factorized", node_dim=12, gcn_dropout=0.0,
+        feature_skip=False,  # the fused GCN path alone
+    )
     model = HiSRForHierarchicalClassification(config).train()
     with torch.no_grad():  # move every head parameter off its initial value (scale 1, biases 0, ...)
         for _, parameter in model.head_parameters():
