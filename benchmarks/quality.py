@@ -66,6 +66,7 @@ if str(REPO) not in sys.path:
 
 import numpy as np  # noqa: E402
 from transformers import AutoConfig, HfArgumentParser  # noqa: E402
+from transformers.hf_argparser import string_to_bool  # noqa: E402  (how run_htc parses its bool flags)
 
 from hisr_hf import HiSRConfig, LabelHierarchy  # noqa: E402
 from hisr_hf.data import normalise_labels, resolve_columns  # noqa: E402
@@ -542,7 +543,7 @@ def effective_head(command: list[str], hierarchy: LabelHierarchy) -> dict[str, A
         text_encoder=_encoder_config(_flag(command, "model_name_or_path")), hierarchy=hierarchy,
         head=_flag(command, "head", "auto"), structure_encoder=_flag(command, "structure_encoder", "gcn"),
         node_dim=None if node_dim is None else int(node_dim), head_learning_rate=None if pinned is None else float(pinned),
-        feature_skip=None if skip is None else skip.lower() in ("true", "1", "yes"),
+        feature_skip=None if skip is None else string_to_bool(skip),
     )  # fmt: skip
     return {
         "head_learning_rate": config.default_head_learning_rate(float(_flag(command, "learning_rate"))),
@@ -654,7 +655,7 @@ def run_neural(
         # Results from before feature_skip's default record none: theirs was the command's flag, else off.
         previous_skip = previous.get("feature_skip")
         if previous_skip is None:
-            previous_skip = str(_flag(previous["command"], "feature_skip", "false")).lower() in ("true", "1", "yes")
+            previous_skip = string_to_bool(_flag(previous["command"], "feature_skip", "false"))
         same_defaults &= previous_skip == bool(head["feature_skip"])
         # Results from before the option record no bias init: theirs was the command's flag, else "zero".
         previous_bias = previous.get("classifier_bias_init") or _flag(previous["command"], "classifier_bias_init", "zero")
