@@ -129,13 +129,14 @@ BUDGETS = {
         train_samples=None, dev_samples=None, test_samples=None, max_seq_length=128, num_train_epochs=6,
         learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
-    # tibkat is the scale data set (3,244 DDC / 2,041 BK labels): ~45 min per run here.
+    # tibkat is the scale data set (3,244 DDC / 2,041 BK labels): ~105 min per run here. At 2 epochs the baseline's
+    # dev Micro-F1 still rose 6.8 points in the last epoch (results/runs/tibkat-ddc/bert-factorized-e2/seed1.json).
     "tibkat-ddc": Budget(
-        train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=2,
+        train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=4,
         learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
     "tibkat-bk": Budget(
-        train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=2,
+        train_samples=10000, dev_samples=1000, test_samples=2000, max_seq_length=128, num_train_epochs=4,
         learning_rate=1e-4, batch_size=16, early_stopping_patience=0, warmup=0.1,
     ),
 }  # fmt: skip
