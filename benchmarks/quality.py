@@ -68,7 +68,12 @@ import numpy as np  # noqa: E402
 from transformers import AutoConfig, HfArgumentParser  # noqa: E402
 from transformers.hf_argparser import string_to_bool  # noqa: E402  (how run_htc parses its bool flags)
 
-from hisr_hf import HiSRConfig, LabelHierarchy  # noqa: E402
+from hisr_hf import (  # noqa: E402
+    BertForHierarchicalClassification,
+    HiSRConfig,
+    HiSRForHierarchicalClassification,
+    LabelHierarchy,
+)
 from hisr_hf.data import normalise_labels, resolve_columns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -569,6 +574,13 @@ def run_environment(args: QualityArguments) -> dict[str, str]:
     return env
 
 
+# Where a saved model keeps its encoder's weights (HiSRForHierarchicalClassification: `text_encoder.`; the paper's
+# BertForHierarchicalClassification: `bert.`).
+ENCODER_PREFIXES = tuple(
+    f"{cls.base_model_prefix}." for cls in (HiSRForHierarchicalClassification, BertForHierarchicalClassification)
+)
+
+
 def _parameter_counts(out: Path) -> dict[str, int] | None:
     weights = out / "model.safetensors"
     if not weights.is_file():
@@ -580,7 +592,7 @@ def _parameter_counts(out: Path) -> dict[str, int] | None:
         for name in handle.keys():
             numel = int(np.prod(handle.get_slice(name).get_shape()))
             total += numel
-            encoder += numel if name.startswith("bert.") else 0
+            encoder += numel if name.startswith(ENCODER_PREFIXES) else 0
     return {"total": total, "encoder": encoder, "head": total - encoder}
 
 
