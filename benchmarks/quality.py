@@ -891,7 +891,8 @@ def sweep(args: QualityArguments) -> int:
     for (variant, value, seed), result in zip(tasks, outcomes):
         if result.get("status") == "ok":
             dev = result["dev"]
-            curve = _dev_curve(run_dir(args, variant, seed, sweep=(name, value)))
+            # The run record keeps the curve when the run folder is gone (a fresh clone reuses committed records).
+            curve = result.get("dev_curve") or _dev_curve(run_dir(args, variant, seed, sweep=(name, value)))
             rows.append({"variant": variant, name: value, "seed": seed, "dev_micro_f1": dev.get("micro_f1"),
                          "dev_macro_f1": dev.get("macro_f1"), "best_epoch": dev.get("epoch"),
                          "wall_time_s": result["wall_time_s"], "dev_curve": curve})  # fmt: skip
