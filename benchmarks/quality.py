@@ -78,6 +78,7 @@ from hisr_hf.data import normalise_labels, resolve_columns  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hiclass_peer  # noqa: E402
+from bench_utils import machine_info  # noqa: E402
 from quality_report import aggregate, markdown_report, plot_dev_curves, plot_levels  # noqa: E402
 
 logger = logging.getLogger("quality")
@@ -701,6 +702,7 @@ def run_neural(
         **head,
         "classifier_bias_init": bias_init,
         "wall_time_s": round(wall, 2),
+        "machine": _machine(),
         "returncode": completed.returncode,
     }
     if completed.returncode != 0:
@@ -782,6 +784,13 @@ def run_hiclass(args: QualityArguments, data: BenchmarkData) -> dict:
     return result
 
 
+@functools.cache
+def _machine() -> dict:
+    """The CPU a run's wall time was measured on (the grid has run on more than one machine)."""
+    info = machine_info("cpu")
+    return {key: info[key] for key in ("cpu_model", "cpu_flags", "torch_cpu_capability", "cpus_available")}
+
+
 def environment(args: QualityArguments) -> dict:
     import torch
     import transformers
@@ -791,6 +800,7 @@ def environment(args: QualityArguments) -> dict:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "cpu": platform.processor() or platform.machine(),
+        **_machine(),
         "cpus": os.cpu_count(),
         "torch_threads_per_run": args.torch_threads or torch.get_num_threads(),
         "parallel_runs": args.jobs,

@@ -61,23 +61,23 @@ class ModelArguments:
     head: str | None = field(
         default=None,
         metadata={"help": "'auto' (default: hiagm_tp while its head fits in 2**28 parameters, else factorized), 'hiagm_tp' "
-                  "(the paper's; parameters grow as labels**2) or 'factorized' (grows as labels)."},
+                  "(the paper's; parameters grow as labels**2), 'factorized' or 'label_attention' (both grow as labels)."},
     )
     head_learning_rate: float | None = field(
         default=None,
-        metadata={"help": "Learning rate of the head and GCN (default 1e-3 for hiagm_tp, 1e-2 for factorized and for "
+        metadata={"help": "Learning rate of the head and GCN (default 1e-3 for hiagm_tp, 1e-2 for factorized, label_attention and "
                   "--structure_encoder none; the paper's single rate: the same as --learning_rate)."},
     )
     feature_skip: bool | None = field(
         default=None,
         metadata={"help": "Add a direct linear score of the text feature to the GCN head's logits (default: true for "
-                  "the factorized head, false for hiagm_tp)."},
+                  "the factorized and label_attention heads, false for hiagm_tp)."},
     )
     structure_encoder: str | None = field(default=None, metadata={"help": "'gcn' (default) or 'none' (- GCN ablation)."})
     text_feature: str | None = field(default=None, metadata={"help": "'cls' (default, the paper), 'pooler' or 'mean' (mean-pooling encoders)."})
     node_dim: int | None = field(
         default=None,
-        metadata={"help": "Size of each label node vector (default: hidden size; factorized: min(hidden, 400000 // labels))."},
+        metadata={"help": "Size of each label node vector (default: hidden size; factorized, label_attention: min(hidden, 400000 // labels))."},
     )
     gcn_dropout: float | None = field(default=None, metadata={"help": "Dropout on the GCN messages (default 0.05)."})
     classifier_dropout: float | None = field(default=None, metadata={"help": "Dropout before the classifier."})

@@ -15,7 +15,7 @@ from transformers.configuration_utils import SubConfigSpec
 from .hierarchy import LabelHierarchy
 from .loss import NEGATIVE_MODES
 
-HEADS = ("hiagm_tp", "factorized")
+HEADS = ("hiagm_tp", "factorized", "label_attention")
 # `head="auto"` (the default) resolves to one of HEADS when the config gets its hierarchy.
 HEAD_CHOICES = ("auto", *HEADS)
 STRUCTURE_ENCODERS = ("gcn", "none")
@@ -54,7 +54,7 @@ AUTO_HIAGM_TP_MAX_PARAMETERS = 2**28
 # Default learning rates of the freshly initialised head (and GCN), by kind, chosen on dev (BENCHMARKS.md, "Which
 # head"): at the encoder's rate (1e-4) every head learns far slower. The factorized head's small per-label vectors
 # and the linear head of structure_encoder="none" start near zero and need the larger step.
-HEAD_LEARNING_RATES = {"hiagm_tp": 1e-3, "factorized": 1e-2, "linear": 1e-2}
+HEAD_LEARNING_RATES = {"hiagm_tp": 1e-3, "factorized": 1e-2, "label_attention": 1e-2, "linear": 1e-2}
 
 
 @strict(accept_kwargs=True)
@@ -83,6 +83,9 @@ class HiSRConfig(PreTrainedConfig):
             `"factorized"`: the same structure with `O(hidden_size * node_dim + num_labels * node_dim)` parameters:
             one projection of the text feature shared by all labels, modulated by a learned vector and bias per
             label, the same hierarchy GCN, and one scoring vector per label. Use it for hundreds of labels and more.
+            `"label_attention"`: label node vectors pooled from the token states by one attention query per label
+            (HiAGM-LA's idea), the same GCN and per-label scoring vectors: `2 * (hidden_size + 1) * node_dim +
+            num_labels * (2 * node_dim + 1)` parameters plus the GCN's; each label reads its own tokens.
             `"auto"`: `"hiagm_tp"` while its `(hidden_size + num_labels) * num_labels * node_dim` parameters stay
             within 2**28 (1 GiB in fp32: up to 665 labels for a 384-wide encoder, 320 for a 768-wide one), else
             `"factorized"`. It is resolved when the hierarchy is set, so a saved config names the head it built.
@@ -90,8 +93,9 @@ class HiSRConfig(PreTrainedConfig):
             With `structure_encoder="gcn"`: each label also scores the text feature directly, through a bias-free
             `hidden_size -> num_labels` linear map added to the head's logits (`num_labels * hidden_size` more
             parameters), so the head contains the plain linear classifier of `structure_encoder="none"`. `None`
-            (default) means `True` for `head="factorized"` (on dev it learns much faster with it: BENCHMARKS.md,
-            "Which head") and `False` for `"hiagm_tp"` (the paper's head, unchanged); resolved with the head.
+            (default) means `True` for `head="factorized"` and `"label_attention"` (on dev the factorized head learns
+            much faster with it: BENCHMARKS.md, "Which head") and `False` for `"hiagm_tp"` (the paper's head,
+            unchanged); resolved with the head.
         structure_encoder (`str`, defaults to `"gcn"`):
             `"gcn"` (the head above with its hierarchy GCN) or `"none"` (text feature -> linear, the "- GCN"
             ablation; `head` is then unused).
@@ -102,15 +106,15 @@ class HiSRConfig(PreTrainedConfig):
             feature of mean-pooling sentence encoders such as all-MiniLM-L6-v2.
         node_dim (`int`, *optional*):
             Size of each label node vector. Defaults to the encoder's hidden size (the paper's released code); for
-            `head="factorized"` to `min(hidden_size, max(32, 400_000 // num_labels))` (the hidden size up to
-            ~1,040 labels for a 384-wide encoder; 123 at 3,244, 40 at 10,000 labels).
+            `head="factorized"` and `"label_attention"` to `min(hidden_size, max(32, 400_000 // num_labels))` (the
+            hidden size up to ~1,040 labels for a 384-wide encoder; 123 at 3,244, 40 at 10,000 labels).
         classifier_dropout (`float`, *optional*): dropout before the classifier; defaults to the encoder's
             `hidden_dropout_prob` (0.1 where it has none).
         gcn_dropout (`float`, defaults to 0.05): dropout on the GCN messages (HiAGM's node dropout).
         head_learning_rate (`float`, *optional*): learning rate of the head and the GCN when `HiSRTrainer` builds the
             optimizer (the encoder keeps `TrainingArguments.learning_rate`). `None` means 1e-3 for `head="hiagm_tp"`,
-            1e-2 for `head="factorized"` and for the linear head of `structure_encoder="none"` (never below the
-            encoder's rate). The paper trains everything at one rate: set it to the encoder's.
+            1e-2 for `head="factorized"`, `"label_attention"` and the linear head of `structure_encoder="none"`
+            (never below the encoder's rate). The paper trains everything at one rate: set it to the encoder's.
         thresholds (`dict[str, float]`, *optional*): decision thresholds per label (`{label: probability}`, e.g. tuned
             on dev data by `run_htc.py --tune_thresholds`); labels it does not list use 0.5. `predict_label_paths`,
             the `hierarchical-text-classification` pipeline and the endpoint handler use them when no `threshold` is
@@ -209,7 +213,7 @@ class HiSRConfig(PreTrainedConfig):
         if self.thresholds is not None:
             self.thresholds = _validated_thresholds(self.thresholds, self.get_hierarchy() if self.hierarchy else None)
         if self.feature_skip is None and self.head != "auto":
-            self.feature_skip = self.head == "factorized" and self.structure_encoder == "gcn"
+            self.feature_skip = self.head != "hiagm_tp" and self.structure_encoder == "gcn"
         if self.node_dim is None:
             self.node_dim = self.default_node_dim()
         elif self.node_dim < 1:
@@ -245,7 +249,7 @@ class HiSRConfig(PreTrainedConfig):
 
     def default_node_dim(self) -> int:
         """The `node_dim` used when none is given (see the class docstring)."""
-        if self.head == "factorized" and self.hierarchy is not None:
+        if self.head in ("factorized", "label_attention") and self.hierarchy is not None:
             budget = max(_FACTORIZED_MIN_NODE_DIM, _FACTORIZED_NODE_BUDGET // self.num_labels)
             return min(self.hidden_size, budget)
         return self.hidden_size

@@ -1,5 +1,5 @@
-"""HiSR hierarchical classifiers: any Transformers text encoder, a hierarchy head (HiAGM-TP or factorized) with the
-hierarchy GCN, and the HiSR loss.
+"""HiSR hierarchical classifiers: any Transformers text encoder, a hierarchy head (HiAGM-TP, factorized or label
+attention) with the hierarchy GCN, and the HiSR loss.
 
 This file travels with every checkpoint (``trust_remote_code``): it imports only ``torch``, ``transformers``
 and its sibling files.
@@ -87,7 +87,7 @@ class HierarchyGCN(nn.Module):
         self.dropout = nn.Dropout(config.gcn_dropout)
         # HiAGM-TP drops message elements (the paper's model); the factorized head drops whole node messages, which
         # needs one random number per node instead of one per element (the CPU's random numbers are the cost here).
-        self.drop_whole_nodes = config.head == "factorized"
+        self.drop_whole_nodes = config.head != "hiagm_tp"
 
     def _propagate(self, nodes, source, target, weight, rounds):
         # index_select (not nodes[:, source]): its backward is an index_add instead of an accumulating index_put.
@@ -156,6 +156,31 @@ class FactorizedLabelNodes(nn.Module):
 
     def forward(self, feature: torch.Tensor) -> torch.Tensor:
         return torch.addcmul(self.shift, self.projection(feature).unsqueeze(1), self.scale)
+
+
+class LabelAttentionNodes(nn.Module):
+    """Label node vectors of the label-attention head: each label pools the token states with its own attention.
+
+    `keys = tanh(K h_t)`, `scores[b, l, t] = keys[b, t] . query_l / sqrt(node_dim)` over the attended tokens,
+    `nodes[b, l] = sum_t softmax_t(scores)[b, l, t] * (V h_t)`: HiAGM-LA's label-wise attention with shared `K`, `V`
+    of width `node_dim`, so the parameters are `2 * (hidden + 1) * node_dim + L * node_dim` and the cost per
+    document `O(tokens * L * node_dim)`. Input `(batch_size, tokens, hidden_size)` and the attention mask, output
+    `(batch_size, num_labels, node_dim)`.
+    """
+
+    def __init__(self, config: HiSRConfig):
+        super().__init__()
+        self.key = nn.Linear(config.hidden_size, config.node_dim)
+        self.value = nn.Linear(config.hidden_size, config.node_dim)
+        self.query = nn.Parameter(torch.empty(config.num_labels, config.node_dim))
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        keys = torch.tanh(self.key(hidden_states))  # (B, T, d)
+        scores = (self.query / self.query.shape[-1] ** 0.5) @ keys.transpose(1, 2)  # (B, L, T)
+        if attention_mask is not None:
+            padding = attention_mask[:, None, :] == 0
+            scores = scores.masked_fill(padding, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=-1) @ self.value(hidden_states)  # (B, L, d)
 
 
 class LabelScorer(nn.Module):
@@ -236,6 +261,8 @@ class HiSRPreTrainedModel(PreTrainedModel):
         elif isinstance(module, FactorizedLabelNodes):
             init.ones_(module.scale)
             init.zeros_(module.shift)
+        elif isinstance(module, LabelAttentionNodes):
+            init.normal_(module.query, mean=0.0, std=std)
         elif isinstance(module, LabelScorer):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.bias)
@@ -275,6 +302,8 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
     - `head="factorized"`: text feature -> dropout -> shared projection modulated per label ([`FactorizedLabelNodes`])
       -> hierarchy GCN (dropping whole node messages) -> one scoring vector per label ([`LabelScorer`]); parameters
       grow as `num_labels`.
+    - `head="label_attention"`: token states -> dropout -> one attention query per label ([`LabelAttentionNodes`])
+      -> hierarchy GCN -> one scoring vector per label; parameters grow as `num_labels`.
     - `structure_encoder="none"`: text feature -> dropout -> linear.
 
     Start from any plain encoder checkpoint with a hierarchy; the encoder is `AutoModel.from_pretrained` of that
@@ -329,7 +358,8 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             self.structure_encoder = HierarchyGCN(config, hierarchy)
             self.classifier = nn.Linear(config.num_labels * config.node_dim, config.num_labels)
         else:
-            self.text_propagation = FactorizedLabelNodes(config)
+            nodes = FactorizedLabelNodes if config.head == "factorized" else LabelAttentionNodes
+            self.text_propagation = nodes(config)
             self.structure_encoder = HierarchyGCN(config, hierarchy)
             self.classifier = LabelScorer(config)
         # A direct linear score of the text feature next to the GCN head's (config.feature_skip).
@@ -534,6 +564,12 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
             logits = self.classifier(self.dropout(self.structure_encoder(nodes).flatten(1)))
             if self.feature_scorer is not None:
                 logits = logits + self.feature_scorer(self.dropout(feature))
+        elif self.config.head == "label_attention":
+            tokens = self.dropout(outputs.last_hidden_state)
+            nodes = self.text_propagation(tokens, attention_mask)
+            logits = self.classifier(self.structure_encoder(nodes))
+            if self.feature_scorer is not None:
+                logits = logits + self.feature_scorer(self.dropout(feature))
         else:
             # Dropout on the shared text feature: the same regularisation point as HiAGM-TP's at a (B, hidden) cost.
             feature = self.dropout(feature)
@@ -720,6 +756,7 @@ __all__ = [
     "HiSRPreTrainedModel",
     "HierarchyGCN",
     "HierarchicalClassifierOutput",
+    "LabelAttentionNodes",
     "LabelScorer",
     "check_text_encoder",
     "factorized_gcn_logits",

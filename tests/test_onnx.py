@@ -52,7 +52,7 @@ def _ort_logits(path, tokenizer, texts, max_length=128):
     return session.run(["logits"], {node.name: batch[node.name] for node in session.get_inputs()})[0]
 
 
-@pytest.mark.parametrize("head", ["hiagm_tp", "factorized"])
+@pytest.mark.parametrize("head", ["hiagm_tp", "factorized", "label_attention"])
 def test_onnx_runtime_gives_pytorch_logits_on_real_documents(tmp_path, tokenizer, hierarchy, head):
     model = _model(hierarchy, tokenizer, head=head)
     quantized = export_onnx(model, tmp_path / "onnx", tokenizer=tokenizer, quantize=True)
@@ -135,7 +135,9 @@ def test_missing_runtime_names_the_extra(tmp_path, tokenizer, hierarchy, monkeyp
         export_onnx(object(), tmp_path / "onnx")
 
 
-@pytest.mark.parametrize("head, optimize", [("hiagm_tp", False), ("factorized", False), ("hiagm_tp", True)])
+@pytest.mark.parametrize(
+    "head, optimize", [("hiagm_tp", False), ("factorized", False), ("label_attention", False), ("hiagm_tp", True)]
+)
 def test_graph_scatters_have_distinct_indices(tmp_path, tokenizer, hierarchy, head, optimize):
     """ONNX Runtime sums a ScatterND-add over repeated indices on several threads in no fixed order (results that
     differ from run to run); the exported GCN scatters over distinct indices only, and two threads agree."""
@@ -149,7 +151,7 @@ def test_graph_scatters_have_distinct_indices(tmp_path, tokenizer, hierarchy, he
         constants = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
         scatters = [node for node in graph.node if node.op_type.startswith("Scatter")]
         # The factorized head scatters weights only, which the exporter folds into constants.
-        assert bool(scatters) == (head == "hiagm_tp")
+        assert bool(scatters) == (head != "factorized")
         for node in scatters:
             indices = constants[node.input[1]].reshape(-1, constants[node.input[1]].shape[-1])
             assert len(np.unique(indices, axis=0)) == len(indices), node.name

@@ -71,7 +71,7 @@ def _trainer(tmp_path, hierarchy, config_overrides=None, head_learning_rate=None
 @pytest.mark.parametrize(
     "head, config_rate, trainer_rate, expected",
     [("hiagm_tp", None, None, 1e-3), ("factorized", None, None, 1e-2), ("factorized", 5e-3, None, 5e-3),
-     ("hiagm_tp", 5e-3, 2e-2, 2e-2)],
+     ("label_attention", None, None, 1e-2), ("hiagm_tp", 5e-3, 2e-2, 2e-2)],
 )
 def test_head_and_gcn_get_their_own_learning_rate(tmp_path, head, config_rate, trainer_rate, expected):
     hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
@@ -194,10 +194,11 @@ def test_default_head_learning_rates():
     hierarchy = LabelHierarchy.from_parents(TREE_PARENTS)
     rates = {
         (head, encoder): HiSRConfig(hierarchy=hierarchy, head=head, structure_encoder=encoder).default_head_learning_rate(1e-4)
-        for head in ("hiagm_tp", "factorized")
+        for head in ("hiagm_tp", "factorized", "label_attention")
         for encoder in ("gcn", "none")
     }
-    assert rates == {("hiagm_tp", "gcn"): 1e-3, ("factorized", "gcn"): 1e-2, ("hiagm_tp", "none"): 1e-2,
-                     ("factorized", "none"): 1e-2}  # fmt: skip
+    assert rates == {("hiagm_tp", "gcn"): 1e-3, ("factorized", "gcn"): 1e-2, ("label_attention", "gcn"): 1e-2,
+                     ("hiagm_tp", "none"): 1e-2, ("factorized", "none"): 1e-2,
+                     ("label_attention", "none"): 1e-2}  # fmt: skip
     assert HiSRConfig(hierarchy=hierarchy).default_head_learning_rate(5e-3) == 5e-3  # never below the encoder's
     assert HiSRConfig(hierarchy=hierarchy, head_learning_rate=1e-4).default_head_learning_rate(1e-4) == 1e-4
