@@ -252,30 +252,31 @@ def test_attn_implementation_and_dtype_pass_through(plain_checkpoints, hierarchy
     assert {p.dtype for p in reloaded.parameters()} == {torch.bfloat16}
 
 
-def test_factorized_head_parameter_count(hierarchy):
-    for family in ("bert", "modernbert"):
-        config = HiSRConfig(text_encoder=encoder_config(family), hierarchy=hierarchy, head="factorized", node_dim=12)
-        model = HiSRForHierarchicalClassification(config)
-        hidden, num_labels, node_dim, edges = 32, len(hierarchy), 12, len(hierarchy.edges())
-        projection = hidden * node_dim + node_dim
-        label_vectors = 2 * num_labels * node_dim  # scale and shift
-        scorer = num_labels * node_dim + num_labels
-        gcn = 2 * edges + 2 * num_labels * node_dim + 3 * node_dim + 2 * num_labels
-        feature_skip = num_labels * hidden  # on by default for this head
-        expected = projection + label_vectors + scorer + gcn + feature_skip
-        assert sum(p.numel() for _, p in model.head_parameters()) == expected
+def _shared_head_parameters(hierarchy, hidden: int, node_dim: int) -> int:
+    """What the factorized and label-attention heads have in common: scorer, GCN and (default) feature skip."""
+    num_labels, edges = len(hierarchy), len(hierarchy.edges())
+    scorer = num_labels * node_dim + num_labels
+    gcn = 2 * edges + 2 * num_labels * node_dim + 3 * node_dim + 2 * num_labels
+    feature_skip = num_labels * hidden  # on by default for both heads
+    return scorer + gcn + feature_skip
+
+
+@pytest.mark.parametrize("family", ["bert", "modernbert"])
+def test_factorized_head_parameter_count(family, hierarchy):
+    config = HiSRConfig(text_encoder=encoder_config(family), hierarchy=hierarchy, head="factorized", node_dim=12)
+    model = HiSRForHierarchicalClassification(config)
+    projection = 32 * 12 + 12
+    label_vectors = 2 * len(hierarchy) * 12  # scale and shift
+    expected = projection + label_vectors + _shared_head_parameters(hierarchy, hidden=32, node_dim=12)
+    assert sum(p.numel() for _, p in model.head_parameters()) == expected
 
 
 def test_label_attention_head_parameter_count(hierarchy):
     config = HiSRConfig(text_encoder=encoder_config("bert"), hierarchy=hierarchy, head="label_attention", node_dim=12)
     model = HiSRForHierarchicalClassification(config)
-    hidden, num_labels, node_dim, edges = 32, len(hierarchy), 12, len(hierarchy.edges())
-    keys_and_values = 2 * (hidden * node_dim + node_dim)
-    queries = num_labels * node_dim
-    scorer = num_labels * node_dim + num_labels
-    gcn = 2 * edges + 2 * num_labels * node_dim + 3 * node_dim + 2 * num_labels
-    feature_skip = num_labels * hidden  # on by default for this head
-    expected = keys_and_values + queries + scorer + gcn + feature_skip
+    keys_and_values = 2 * (32 * 12 + 12)
+    queries = len(hierarchy) * 12
+    expected = keys_and_values + queries + _shared_head_parameters(hierarchy, hidden=32, node_dim=12)
     assert sum(p.numel() for _, p in model.head_parameters()) == expected
 
 
