@@ -51,6 +51,7 @@ import platform
 import random
 import re
 import resource
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -212,7 +213,8 @@ class QualityArguments:
     )
     run_htc_args: list[str] = field(
         default_factory=list,
-        metadata={"help": "Extra flags for run_htc.py, e.g. --run_htc_args=--hisr_pos_margin=0.3 (use '=' forms)."},
+        metadata={"help": "Extra flags for run_htc.py, e.g. --run_htc_args=--hisr_pos_margin=0.3 (use '=' forms; "
+                          "several in one value: '--run_htc_args=--bf16 --use_cpu')."},
     )
     # hiclass
     hiclass_c: list[float] = field(
@@ -269,6 +271,9 @@ class QualityArguments:
             raise ValueError(f"--tag must be letters, digits, '.', '_' or '-' (a file name part), got {self.tag!r}.")
         if self.node_dim is not None and any(d < 1 for d in self.node_dim):
             raise ValueError(f"--node_dim values must be positive, got {self.node_dim}.")
+        # One value may hold several flags ('--run_htc_args=--bf16 --use_cpu'): argparse keeps only the last of
+        # repeated --run_htc_args, and a bare '--flag' value would be read as one of quality.py's own.
+        self.run_htc_args = [flag for value in self.run_htc_args for flag in shlex.split(value)]
 
     def tagged(self, name: str, separator: str) -> str:
         """`name` with `--tag` appended (`name<separator><tag>`), or `name` without a tag."""
