@@ -16,6 +16,9 @@ from .hierarchy import LabelHierarchy
 from .loss import NEGATIVE_MODES
 
 HEADS = ("hiagm_tp", "factorized", "label_attention")
+# The heads whose parameters grow as labels (not labels**2): label node vectors of `node_dim` built from shared
+# projections, the hierarchy GCN dropping whole node messages, per-label scorers, the feature skip on by default.
+LINEAR_SIZE_HEADS = ("factorized", "label_attention")
 # `head="auto"` (the default) resolves to one of HEADS when the config gets its hierarchy.
 HEAD_CHOICES = ("auto", *HEADS)
 STRUCTURE_ENCODERS = ("gcn", "none")
@@ -44,10 +47,10 @@ _FLAT_BERT_FIELDS = frozenset(BertConfig.__dataclass_fields__) - frozenset(PreTr
 _ENCODER_ARCHITECTURE_FIELDS = _FLAT_BERT_FIELDS - {
     "use_cache", "tie_word_embeddings", "pad_token_id", "bos_token_id", "eos_token_id", "is_decoder", "add_cross_attention"
 }
-# Factorized head: the default node_dim keeps (num_labels * node_dim) near this many values per document, so the
+# LINEAR_SIZE_HEADS: the default node_dim keeps (num_labels * node_dim) near this many values per document, so the
 # GCN's activations stay bounded at thousands of labels (benchmarks/BENCHMARKS.md, "Scale").
-_FACTORIZED_NODE_BUDGET = 400_000
-_FACTORIZED_MIN_NODE_DIM = 32
+_LINEAR_SIZE_NODE_BUDGET = 400_000
+_LINEAR_SIZE_MIN_NODE_DIM = 32
 # head="auto": HiAGM-TP while its head stays within this many parameters (1 GiB in fp32, ~4 GiB of training state
 # with AdamW; MiniLM: up to 665 labels, bert-base: 320), the factorized head beyond.
 AUTO_HIAGM_TP_MAX_PARAMETERS = 2**28
@@ -213,7 +216,7 @@ class HiSRConfig(PreTrainedConfig):
         if self.thresholds is not None:
             self.thresholds = _validated_thresholds(self.thresholds, self.get_hierarchy() if self.hierarchy else None)
         if self.feature_skip is None and self.head != "auto":
-            self.feature_skip = self.head != "hiagm_tp" and self.structure_encoder == "gcn"
+            self.feature_skip = self.head in LINEAR_SIZE_HEADS and self.structure_encoder == "gcn"
         if self.node_dim is None:
             self.node_dim = self.default_node_dim()
         elif self.node_dim < 1:
@@ -249,8 +252,8 @@ class HiSRConfig(PreTrainedConfig):
 
     def default_node_dim(self) -> int:
         """The `node_dim` used when none is given (see the class docstring)."""
-        if self.head in ("factorized", "label_attention") and self.hierarchy is not None:
-            budget = max(_FACTORIZED_MIN_NODE_DIM, _FACTORIZED_NODE_BUDGET // self.num_labels)
+        if self.head in LINEAR_SIZE_HEADS and self.hierarchy is not None:
+            budget = max(_LINEAR_SIZE_MIN_NODE_DIM, _LINEAR_SIZE_NODE_BUDGET // self.num_labels)
             return min(self.hidden_size, budget)
         return self.hidden_size
 

@@ -20,7 +20,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedMode
 from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
-from .configuration_hisr import TESTED_ENCODERS, HiSRConfig
+from .configuration_hisr import LINEAR_SIZE_HEADS, TESTED_ENCODERS, HiSRConfig
 from .decoding import LabelPathPrediction, decode_label_paths, label_thresholds
 from .hierarchy import LabelHierarchy
 from .loss import hisr_loss_from_sequences, node_loss
@@ -85,9 +85,9 @@ class HierarchyGCN(nn.Module):
         self.top_down_gate_bias = nn.Parameter(torch.empty(num_labels))
         self.bottom_up_gate_bias = nn.Parameter(torch.empty(num_labels))
         self.dropout = nn.Dropout(config.gcn_dropout)
-        # HiAGM-TP drops message elements (the paper's model); the factorized head drops whole node messages, which
+        # HiAGM-TP drops message elements (the paper's model); the linear-size heads drop whole node messages, which
         # needs one random number per node instead of one per element (the CPU's random numbers are the cost here).
-        self.drop_whole_nodes = config.head != "hiagm_tp"
+        self.drop_whole_nodes = config.head in LINEAR_SIZE_HEADS
 
     def _propagate(self, nodes, source, target, weight, rounds):
         # index_select (not nodes[:, source]): its backward is an index_add instead of an accumulating index_put.
@@ -562,20 +562,16 @@ class HiSRForHierarchicalClassification(HiSRPreTrainedModel):
         elif self.config.head == "hiagm_tp":
             nodes = self.text_propagation(feature).view(feature.shape[0], self.num_labels, self.config.node_dim)
             logits = self.classifier(self.dropout(self.structure_encoder(nodes).flatten(1)))
-            if self.feature_scorer is not None:
-                logits = logits + self.feature_scorer(self.dropout(feature))
         elif self.config.head == "label_attention":
-            tokens = self.dropout(outputs.last_hidden_state)
-            nodes = self.text_propagation(tokens, attention_mask)
+            nodes = self.text_propagation(self.dropout(outputs.last_hidden_state), attention_mask)
             logits = self.classifier(self.structure_encoder(nodes))
-            if self.feature_scorer is not None:
-                logits = logits + self.feature_scorer(self.dropout(feature))
         else:
             # Dropout on the shared text feature: the same regularisation point as HiAGM-TP's at a (B, hidden) cost.
             feature = self.dropout(feature)
             logits = factorized_gcn_logits(self.text_propagation, self.structure_encoder, self.classifier, feature)
-            if self.feature_scorer is not None:
-                logits = logits + self.feature_scorer(feature)
+        if self.feature_scorer is not None:
+            # The factorized head's feature has had its dropout above; the skip scores that same dropped feature.
+            logits = logits + self.feature_scorer(feature if self.config.head == "factorized" else self.dropout(feature))
 
         loss = bce = ranking = node = None
         if labels is not None:
