@@ -8,15 +8,16 @@ MiniLM-sized encoder with random weights (hidden 384, 6 layers; weights do not c
   stock `AutoModelForSequenceClassification` (BERT, `num_labels` outputs) — for every head that fits in memory;
   HiAGM-TP's count is given by formula where it does not;
 - training step time (forward + backward + fused AdamW step, batch 16, length 128) and inference time (no grad,
-  batch 32) of the full model (GCN + HiSR, `head="factorized"`, the config's default `node_dim`) against the stock
-  classifier, measured interleaved in one process (A, B, A, B, ...; the median of each) so that load on the machine
-  affects both alike;
+  batch 32) of the full model (GCN + HiSR, the config's default `node_dim`) with each linear-size head
+  (`--heads`, default `factorized` and `label_attention`) against the stock classifier, measured interleaved in one
+  process (A, B, C, A, B, C, ...; the median of each) so that load on the machine affects all alike;
 - peak resident memory (VmHWM) of three training steps of each, one fresh process per model;
 - decoding 32 documents at each label count (consistent and top-down).
 
     python benchmarks/scale.py                      # all taxonomies, 1 torch thread
     python benchmarks/scale.py --threads 2 --tag threads2
     python benchmarks/scale.py --quick              # smoke run: 2 timed steps, no memory processes
+    python benchmarks/scale.py --heads factorized   # one head
 
 Results: `benchmarks/results/scale_<tag>.{md,json}`.
 """
@@ -140,7 +141,7 @@ sys.path.insert(0, {benchmarks!r})
 import scale
 torch.set_num_threads({threads})
 hierarchy = scale.taxonomies()[{name!r}]
-model = scale.hisr_model(hierarchy) if {kind!r} == "hisr" else scale.stock_model(hierarchy.num_labels)
+model = scale.stock_model(hierarchy.num_labels) if {kind!r} == "stock" else scale.hisr_model(hierarchy, {kind!r})
 inputs = scale.batch(hierarchy, 16, 128)
 step = scale.train_step_fn(model, inputs)
 for _ in range(3):
@@ -186,6 +187,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds per model (default 6)")
     parser.add_argument("--quick", action="store_true", help="2 rounds, no memory processes")
     parser.add_argument("--only", nargs="*", help="taxonomy names to run (default: all)")
+    parser.add_argument(
+        "--heads",
+        nargs="+",
+        default=["factorized", "label_attention"],
+        choices=["factorized", "label_attention"],
+        help="linear-size heads to measure (default: both)",
+    )
     parser.add_argument("--tag", default=None, help="results file suffix (default cpu_threads<N>)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -198,37 +206,39 @@ def main() -> None:
             continue
         print(f"{name}: {hierarchy}", flush=True)
         num_labels = hierarchy.num_labels
-        model = hisr_model(hierarchy)
+        models = {head: hisr_model(hierarchy, head) for head in args.heads}
         stock = stock_model(num_labels)
-        encoder = sum(p.numel() for p in model.text_encoder.parameters())
-        head = sum(p.numel() for _, p in model.head_parameters())
+        encoder = sum(p.numel() for p in next(iter(models.values())).text_encoder.parameters())
         row = {
             "taxonomy": name,
             "num_labels": num_labels,
             "depth": hierarchy.max_depth,
-            "node_dim": model.config.node_dim,
             "encoder_parameters": encoder,
-            "factorized_head_parameters": head,
+            "node_dim": {head: model.config.node_dim for head, model in models.items()},
+            "head_parameters": {
+                head: sum(p.numel() for _, p in model.head_parameters()) for head, model in models.items()
+            },
             "hiagm_tp_head_parameters": hiagm_tp_head_parameters(384, num_labels, 384, len(hierarchy.edges())),
             "stock_head_parameters": sum(p.numel() for p in stock.classifier.parameters()),
-            "checkpoint_mb": {"factorized": checkpoint_megabytes(model), "stock": checkpoint_megabytes(stock)},
+            "checkpoint_mb": {"stock": checkpoint_megabytes(stock)}
+            | {head: checkpoint_megabytes(model) for head, model in models.items()},
         }
         if num_labels <= 400:  # HiAGM-TP fits in memory here; at thousands of labels it needs billions of weights
             row["checkpoint_mb"]["hiagm_tp"] = checkpoint_megabytes(hisr_model(hierarchy, "hiagm_tp"))
-        inputs = batch(hierarchy, 16, 128)
-        train = interleaved({"hisr": train_step_fn(model, inputs), "stock": train_step_fn(stock, inputs)}, rounds)
-        infer = interleaved({"hisr": infer_fn(model, batch(hierarchy, 32, 128)),
-                             "stock": infer_fn(stock, batch(hierarchy, 32, 128))}, rounds)  # fmt: skip
+        everything = {**models, "stock": stock}
+        train_inputs, infer_inputs = batch(hierarchy, 16, 128), batch(hierarchy, 32, 128)
+        train = interleaved({kind: train_step_fn(model, train_inputs) for kind, model in everything.items()}, rounds)
+        infer = interleaved({kind: infer_fn(model, infer_inputs) for kind, model in everything.items()}, rounds)
         row["train_step_s"] = train
-        row["train_step_ratio"] = train["hisr"] / train["stock"]
+        row["train_step_ratio"] = {head: train[head] / train["stock"] for head in models}
         row["inference_s"] = infer
-        row["inference_throughput_ratio"] = infer["stock"] / infer["hisr"]
+        row["inference_throughput_ratio"] = {head: infer["stock"] / infer[head] for head in models}
         row["decoding_32_docs_ms"] = decoding_ms(hierarchy, repeats=20)
         if not args.quick:
-            row["peak_rss_mb"] = {kind: peak_memory_mb(name, kind, args.threads) for kind in ("hisr", "stock")}
+            row["peak_rss_mb"] = {kind: peak_memory_mb(name, kind, args.threads) for kind in everything}
         print(json.dumps(row, indent=1), flush=True)
         rows.append(row)
-        del model, stock
+        del models, stock, everything
     write(rows, args, tag)
 
 
@@ -248,26 +258,29 @@ def write(rows: list[dict], args, tag: str) -> None:
         f"torch {environment['torch']}, {args.threads} thread(s), {environment['cpus_available']} cores "
         f"({environment['cpu_model']}), {environment['date']}. "
         "MiniLM-sized BERT (hidden 384, 6 layers, random weights), batch 16 x length 128 for training (fused AdamW), "
-        "32 x 128 for inference; full model = GCN + HiSR with `head=\"factorized\"` at the default `node_dim`; stock = "
-        "`BertForSequenceClassification` with one output per label. Ratios from interleaved runs in one process.",
+        "32 x 128 for inference; full model = GCN + HiSR with the head named in the row at the config's default "
+        "`node_dim`; stock = `BertForSequenceClassification` with one output per label. Ratios from interleaved runs "
+        "in one process.",
         "",
-        "| taxonomy | labels | node_dim | head params / encoder | HiAGM-TP head / encoder | checkpoint MB (factorized / stock / HiAGM-TP) | train step s (HiSR / stock) | step ratio | inference throughput ratio | peak RSS MB (HiSR / stock) | decode 32 docs ms (consistent / top-down) |",
-        "|---|---:|---:|---:|---:|---|---|---:|---:|---|---|",
+        "| taxonomy | labels | head | node_dim | head params / encoder | HiAGM-TP head / encoder | checkpoint MB (head / stock / HiAGM-TP) | train step s (HiSR / stock) | step ratio | inference throughput ratio | peak RSS MB (HiSR / stock) | decode 32 docs ms (consistent / top-down) |",
+        "|---|---:|---|---:|---:|---:|---|---|---:|---:|---|---|",
     ]
     for row in rows:
         ckpt = row["checkpoint_mb"]
         hiagm_ckpt = f" / {ckpt['hiagm_tp']:.0f}" if "hiagm_tp" in ckpt else " / –"
         memory = row.get("peak_rss_mb")
-        memory_cell = f"{memory['hisr']:.0f} / {memory['stock']:.0f}" if memory else "–"
-        lines.append(
-            f"| {row['taxonomy']} | {row['num_labels']:,} | {row['node_dim']} | "
-            f"{row['factorized_head_parameters'] / row['encoder_parameters']:.3f} | "
-            f"{row['hiagm_tp_head_parameters'] / row['encoder_parameters']:.1f} | "
-            f"{ckpt['factorized']:.1f} / {ckpt['stock']:.1f}{hiagm_ckpt} | "
-            f"{row['train_step_s']['hisr']:.2f} / {row['train_step_s']['stock']:.2f} | {row['train_step_ratio']:.2f} | "
-            f"{row['inference_throughput_ratio']:.2f} | {memory_cell} | "
-            f"{row['decoding_32_docs_ms']['consistent']:.1f} / {row['decoding_32_docs_ms']['top_down']:.1f} |"
-        )
+        decoding = row["decoding_32_docs_ms"]
+        for head in row["head_parameters"]:
+            memory_cell = f"{memory[head]:.0f} / {memory['stock']:.0f}" if memory else "–"
+            lines.append(
+                f"| {row['taxonomy']} | {row['num_labels']:,} | `{head}` | {row['node_dim'][head]} | "
+                f"{row['head_parameters'][head] / row['encoder_parameters']:.3f} | "
+                f"{row['hiagm_tp_head_parameters'] / row['encoder_parameters']:.1f} | "
+                f"{ckpt[head]:.1f} / {ckpt['stock']:.1f}{hiagm_ckpt} | "
+                f"{row['train_step_s'][head]:.2f} / {row['train_step_s']['stock']:.2f} | "
+                f"{row['train_step_ratio'][head]:.2f} | {row['inference_throughput_ratio'][head]:.2f} | {memory_cell} | "
+                f"{decoding['consistent']:.1f} / {decoding['top_down']:.1f} |"
+            )
     (RESULTS / f"scale_{tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
