@@ -40,6 +40,7 @@ from bench_utils import DATA, RESULTS, machine_info, round_robin
 from transformers import BertConfig, BertForSequenceClassification
 
 from hisr_hf import HiSRConfig, HiSRForHierarchicalClassification, LabelHierarchy
+from hisr_hf.configuration_hisr import LINEAR_SIZE_HEADS
 from hisr_hf.decoding import decode_label_paths
 
 CPU = torch.device("cpu")
@@ -190,9 +191,9 @@ def main() -> None:
     parser.add_argument(
         "--heads",
         nargs="+",
-        default=["factorized", "label_attention"],
-        choices=["factorized", "label_attention"],
-        help="linear-size heads to measure (default: both)",
+        default=list(LINEAR_SIZE_HEADS),
+        choices=LINEAR_SIZE_HEADS,
+        help="linear-size heads to measure (default: all of them)",
     )
     parser.add_argument("--tag", default=None, help="results file suffix (default cpu_threads<N>)")
     args = parser.parse_args()
