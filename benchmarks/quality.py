@@ -548,18 +548,20 @@ def _flag(command: list[str], name: str, default: str | None = None) -> str | No
 
 def effective_head(command: list[str], hierarchy: LabelHierarchy) -> dict[str, Any]:
     """What the head of a run_htc command trains with where the command leaves it to the library: the head and GCN's
-    learning rate (`HiSRConfig.default_head_learning_rate`) and `feature_skip`, for the command's head flags, encoder
-    and hierarchy (`head="auto"` depends on the label count)."""
+    learning rate (`HiSRConfig.default_head_learning_rate`), `feature_skip` and `hisr_weight`, for the command's head
+    flags, encoder and hierarchy (`head="auto"` and the default `hisr_weight` depend on the label count)."""
     node_dim, pinned, skip = _flag(command, "node_dim"), _flag(command, "head_learning_rate"), _flag(command, "feature_skip")
+    alpha = _flag(command, "hisr_weight")
     config = HiSRConfig(
         text_encoder=_encoder_config(_flag(command, "model_name_or_path")), hierarchy=hierarchy,
         head=_flag(command, "head", "auto"), structure_encoder=_flag(command, "structure_encoder", "gcn"),
         node_dim=None if node_dim is None else int(node_dim), head_learning_rate=None if pinned is None else float(pinned),
-        feature_skip=None if skip is None else string_to_bool(skip),
+        feature_skip=None if skip is None else string_to_bool(skip), hisr_weight=None if alpha is None else float(alpha),
     )  # fmt: skip
     return {
         "head_learning_rate": config.default_head_learning_rate(float(_flag(command, "learning_rate"))),
         "feature_skip": config.feature_skip,
+        "hisr_weight": config.hisr_weight,
     }
 
 
@@ -679,6 +681,8 @@ def run_neural(
         # Results from before the option record no bias init: theirs was the command's flag, else "zero".
         previous_bias = previous.get("classifier_bias_init") or _flag(previous["command"], "classifier_bias_init", "zero")
         same_defaults &= previous_bias == bias_init
+        # Results record the alpha they trained with in model_config (0.01 wherever the default was the paper's).
+        same_defaults &= (previous.get("model_config") or {}).get("hisr_weight", head["hisr_weight"]) == head["hisr_weight"]
         if previous.get("status") == "ok" and previous.get("command") == command and same_defaults:
             logger.info("%s seed %d: reusing the result of %s", variant, seed, out)
             return previous

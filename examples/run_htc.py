@@ -84,8 +84,8 @@ class ModelArguments:
     hisr_weight: float | None = field(
         default=None,
         metadata={
-            "help": "alpha, weight of the HiSR loss (default 0.01, the paper's); 0 = - HiSR. Choose another on dev "
-            "(quality.py --sweep hisr_weight)."
+            "help": "alpha, weight of the HiSR loss (default: the paper's 0.01 up to 166 labels, 0.01 * 166 / labels "
+            "beyond); 0 = - HiSR. Choose another on dev (quality.py --sweep hisr_weight)."
         },
     )
     hisr_pos_margin: float | None = field(default=None, metadata={"help": "Gold-vs-negative margin (default 0.5)."})

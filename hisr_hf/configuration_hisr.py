@@ -58,6 +58,12 @@ AUTO_HIAGM_TP_MAX_PARAMETERS = 2**28
 # head"): at the encoder's rate (1e-4) every head learns far slower. The factorized head's small per-label vectors
 # and the linear head of structure_encoder="none" start near zero and need the larger step.
 HEAD_LEARNING_RATES = {"hiagm_tp": 1e-3, "factorized": 1e-2, "label_attention": 1e-2, "linear": 1e-2}
+# hisr_weight=None: the paper's alpha up to the largest taxonomy it was chosen on (NYT, 166 labels; WOS 141, RCV1
+# 103), shrunk as 1 / num_labels beyond. The BCE term is a mean over batch x labels, so its size falls as
+# 1 / num_labels while the ranking term's does not: at tibkat's 3,244 labels alpha = 0.01 weighed as much as BCE
+# and cost dev Micro-F1 (BENCHMARKS.md, "Why the full model trails the baseline at thousands of labels").
+PAPER_HISR_WEIGHT = 0.01
+PAPER_MAX_LABELS = 166
 
 
 @strict(accept_kwargs=True)
@@ -122,7 +128,11 @@ class HiSRConfig(PreTrainedConfig):
             on dev data by `run_htc.py --tune_thresholds`); labels it does not list use 0.5. `predict_label_paths`,
             the `hierarchical-text-classification` pipeline and the endpoint handler use them when no `threshold` is
             given. `None` (default) means 0.5 for every label.
-        hisr_weight (`float`, defaults to 0.01): alpha, the weight of the HiSR loss; 0 is the "- HiSR" ablation.
+        hisr_weight (`float`, *optional*): alpha, the weight of the HiSR loss; 0 is the "- HiSR" ablation. `None`
+            (default) means the paper's 0.01 up to 166 labels (the largest taxonomy the paper chose it on, NYT's) and
+            `0.01 * 166 / num_labels` beyond (5.1e-4 at 3,244 labels), which keeps the ranking term's weight relative
+            to the BCE term (a mean over all labels) where the paper had it; resolved with the hierarchy. The
+            paper's value at any size: `hisr_weight=0.01`.
         hisr_pos_margin (`float`, defaults to 0.5): gold-vs-negative margin.
         hisr_neg_margin (`float`, defaults to 0.15): negative-vs-negative margin per rank step.
         hisr_negatives (`str`, defaults to `"not_subset_of_gold"`): `"not_subset_of_gold"` or `"f1_below_one"`.
@@ -159,7 +169,7 @@ class HiSRConfig(PreTrainedConfig):
     gcn_dropout: float | int = 0.05
     head_learning_rate: float | int | None = None
     thresholds: Any = None
-    hisr_weight: float | int = 0.01
+    hisr_weight: float | int | None = None
     hisr_pos_margin: float | int = 0.5
     hisr_neg_margin: float | int = 0.15
     hisr_negatives: str = "not_subset_of_gold"
@@ -195,7 +205,7 @@ class HiSRConfig(PreTrainedConfig):
                 "structure_encoder='none' the model is that linear classifier already. Use feature_skip=False."
             )
         for name in ("hisr_weight", "hisr_pos_margin", "hisr_neg_margin", "hisr_node_weight"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}.")
         for name in ("gcn_dropout", "classifier_dropout"):
             value = getattr(self, name)
@@ -217,6 +227,8 @@ class HiSRConfig(PreTrainedConfig):
             self.thresholds = _validated_thresholds(self.thresholds, self.get_hierarchy() if self.hierarchy else None)
         if self.feature_skip is None and self.head != "auto":
             self.feature_skip = self.head in LINEAR_SIZE_HEADS and self.structure_encoder == "gcn"
+        if self.hisr_weight is None:
+            self.hisr_weight = self.default_hisr_weight()
         if self.node_dim is None:
             self.node_dim = self.default_node_dim()
         elif self.node_dim < 1:
@@ -256,6 +268,12 @@ class HiSRConfig(PreTrainedConfig):
             budget = max(_LINEAR_SIZE_MIN_NODE_DIM, _LINEAR_SIZE_NODE_BUDGET // self.num_labels)
             return min(self.hidden_size, budget)
         return self.hidden_size
+
+    def default_hisr_weight(self) -> float:
+        """The `hisr_weight` used when none is given (see the class docstring)."""
+        if self.hierarchy is None or self.num_labels <= PAPER_MAX_LABELS:
+            return PAPER_HISR_WEIGHT
+        return PAPER_HISR_WEIGHT * PAPER_MAX_LABELS / self.num_labels
 
     def default_head_learning_rate(self, encoder_learning_rate: float) -> float:
         """`head_learning_rate`, or its default for the configured head given the encoder's learning rate."""
