@@ -749,8 +749,10 @@ def run_neural(
 
 # ============================================================================================ hiclass
 def run_hiclass(args: QualityArguments, data: BenchmarkData) -> dict:
-    """The non-neural peer (`benchmarks/hiclass_peer.py`) on the same documents; deterministic, so run once."""
-    out = Path(args.output_dir) / args.dataset / HICLASS / "seed0"
+    """The non-neural peer (`benchmarks/hiclass_peer.py`) on the same documents; deterministic, so run once per
+    `--tag` (a tag may train on other documents, e.g. a learning-curve subset, and must not replace the untagged
+    record)."""
+    out = Path(args.output_dir) / args.dataset / args.tagged(HICLASS, "-") / "seed0"
     previous = _previous_result(args, out) if args.skip_existing else None
     if previous is not None:
         same_grid = previous.get("setup", {}).get("c_grid") == list(args.hiclass_c)
