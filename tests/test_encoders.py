@@ -348,7 +348,7 @@ def test_factorized_default_node_dim_shrinks_with_the_label_count():
     assert HiSRConfig(text_encoder=encoder, hierarchy=large, head="hiagm_tp").node_dim == 384  # the paper's size
 
 
-def test_default_hisr_weight_is_the_papers_up_to_its_label_counts_and_shrinks_beyond():
+def test_default_hisr_weight_is_the_papers_up_to_its_label_counts_and_shrinks_beyond(tmp_path):
     flat = {n: LabelHierarchy.from_parents({f"l{i}": None for i in range(n)}) for n in (4, 166, 167, 3244)}
     assert HiSRConfig(hierarchy=flat[4]).hisr_weight == HiSRConfig(hierarchy=flat[166]).hisr_weight == 0.01
     assert HiSRConfig(hierarchy=flat[167]).hisr_weight == pytest.approx(0.01 * 166 / 167)
@@ -356,7 +356,9 @@ def test_default_hisr_weight_is_the_papers_up_to_its_label_counts_and_shrinks_be
     assert config.hisr_weight == pytest.approx(5.117e-4, rel=1e-3)
     # Resolved once and saved as a number: the saved model trains on with the weight it was built with.
     assert HiSRConfig.from_dict(config.to_dict()).hisr_weight == config.hisr_weight
-    assert HiSRConfig(hierarchy=flat[3244], hisr_weight=0.01).hisr_weight == 0.01  # the paper's, one argument away
+    paper = HiSRConfig(hierarchy=flat[3244], hisr_weight=0.01)  # the paper's, one argument away
+    paper.save_pretrained(tmp_path)  # and config.json keeps it, though it equals a hierarchy-less config's default
+    assert paper.hisr_weight == HiSRConfig.from_pretrained(tmp_path).hisr_weight == 0.01
     assert HiSRConfig(hierarchy=flat[3244], hisr_weight=0).hisr_weight == 0
     assert HiSRConfig().hisr_weight == 0.01  # no hierarchy yet: the paper's
 
