@@ -248,6 +248,14 @@ class QualityArguments:
     dry_run: bool = field(default=False, metadata={"help": "Print the commands and the data subsets, run nothing."})
     skip_existing: bool = field(default=False, metadata={"help": "Reuse runs whose result.json says they succeeded."})
     keep_models: bool = field(default=False, metadata={"help": "Keep the weights and checkpoints of every run."})
+    resumable: bool = field(
+        default=True,
+        metadata={
+            "help": "Save the optimizer state with every epoch's checkpoint, so a run that was killed (a machine that "
+            "went away) resumes from its last complete epoch when the same invocation runs again, instead of "
+            "starting over. --no_resumable: model-only checkpoints (a third of the disk)."
+        },
+    )
     tag: str | None = field(
         default=None,
         metadata={
@@ -515,7 +523,7 @@ def run_htc_command(
         "--early_stopping_patience", str(budget.early_stopping_patience),
         "--metric_for_best_model", "micro_f1",
         "--save_total_limit", "1",
-        "--save_only_model", "true",  # no optimizer state: a benchmark run is never resumed
+        "--save_only_model", "false" if args.resumable else "true",  # resuming needs the optimizer state
         "--seed", str(seed),
         "--logging_steps", "10",
         "--disable_tqdm", "true",
@@ -533,6 +541,28 @@ def run_htc_command(
             # Test is scored at 0.5 (test_*) and at the threshold chosen on dev (test_tuned_*).
             command += ["--tune_thresholds", args.tune_thresholds]
     return command
+
+
+# run_htc flags that change how a run is stored, never the model it trains: two commands that differ only in these
+# train the same model, so a result of one is reused for the other and a run of one resumes under the other.
+STORAGE_FLAGS = ("--save_only_model",)
+
+
+def same_training(command: list[str], other: list[str]) -> bool:
+    """Whether two run_htc commands train the same model (equal up to `STORAGE_FLAGS` and their values)."""
+
+    def kept(items: list[str]) -> list[str]:
+        out, skip = [], False
+        for item in items:
+            if skip:
+                skip = False
+            elif item in STORAGE_FLAGS:
+                skip = True
+            elif not item.startswith(tuple(f"{flag}=" for flag in STORAGE_FLAGS)):
+                out.append(item)
+        return out
+
+    return kept(command) == kept(other)
 
 
 def _flag(command: list[str], name: str, default: str | None = None) -> str | None:
@@ -642,6 +672,45 @@ def _cleanup(out: Path) -> None:
             path.unlink()
 
 
+# Written into a run folder before run_htc starts: the command and the head settings it trains with, and the
+# segments (process starts) run so far. A folder with one and no result.json is a run that was killed.
+ATTEMPT_FILE = "attempt.json"
+
+
+def _complete_checkpoints(out: Path) -> list[Path]:
+    """The checkpoints of a run folder that run_htc can resume from, oldest first; partial ones (a process killed
+    while saving: the Trainer writes trainer_state.json after the weights and optimizer) are deleted."""
+    complete = []
+    for checkpoint in sorted(out.glob("checkpoint-*"), key=lambda path: int(path.name.rsplit("-", 1)[1])):
+        if all((checkpoint / name).is_file() for name in ("trainer_state.json", "optimizer.pt", "scheduler.pt")):
+            complete.append(checkpoint)
+        else:
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    return complete
+
+
+def _resumable_segments(out: Path, attempt: dict) -> list[dict] | None:
+    """The segments of a killed run of the same command and head settings that left a complete checkpoint, with the
+    wall time of each up to that checkpoint (work after it is redone); None when there is nothing to resume."""
+    attempt_file = out / ATTEMPT_FILE
+    if (out / "result.json").is_file() or not attempt_file.is_file():
+        return None
+    previous = json.loads(attempt_file.read_text(encoding="utf-8"))
+    same = same_training(previous.get("command") or [], attempt["command"]) and all(
+        previous.get(key) == value for key, value in attempt.items() if key != "command"
+    )
+    checkpoints = _complete_checkpoints(out) if same else []
+    if not checkpoints:
+        return None
+    segments = previous["segments"]
+    last = checkpoints[-1]
+    if segments[-1].get("wall_time_s") is None:  # killed: count it up to its last checkpoint
+        saved = (last / "trainer_state.json").stat().st_mtime
+        segments[-1]["wall_time_s"] = round(max(0.0, saved - segments[-1]["started"]), 2)
+    segments[-1]["checkpoint"] = last.name
+    return segments
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:])
@@ -683,23 +752,33 @@ def run_neural(
         same_defaults &= previous_bias == bias_init
         # Results record the alpha they trained with in model_config (0.01 wherever the default was the paper's).
         same_defaults &= (previous.get("model_config") or {}).get("hisr_weight", head["hisr_weight"]) == head["hisr_weight"]
-        if previous.get("status") == "ok" and previous.get("command") == command and same_defaults:
+        if previous.get("status") == "ok" and same_training(previous.get("command") or [], command) and same_defaults:
             logger.info("%s seed %d: reusing the result of %s", variant, seed, out)
             return previous
         logger.info("%s seed %d: the result of %s is from another command or failed; running again", variant, seed, out)
     if args.dry_run:
         print(" ".join(command))
         return {"status": "dry_run"}
-    if out.exists():
-        shutil.rmtree(out)  # run_htc would resume from a stale checkpoint in an old output dir
-    out.mkdir(parents=True)
+    attempt = {"command": command, **head, "classifier_bias_init": bias_init}
+    segments = _resumable_segments(out, attempt) if args.resumable else None
+    if segments is None:
+        if out.exists():
+            shutil.rmtree(out)  # run_htc would resume from a stale checkpoint of another command
+        out.mkdir(parents=True)
+        segments = []
     env = run_environment(args)
     swept = f" {sweep[0]}={sweep[1]}" if sweep else ""
-    logger.info("%s seed %d%s: training (log: %s)", variant, seed, swept, out / "log.txt")
+    if segments:
+        logger.info("%s seed %d%s: resuming from %s (log: %s)", variant, seed, swept, segments[-1]["checkpoint"], out / "log.txt")
+    else:
+        logger.info("%s seed %d%s: training (log: %s)", variant, seed, swept, out / "log.txt")
+    segments.append({"started": time.time(), "checkpoint": None})
+    (out / ATTEMPT_FILE).write_text(json.dumps({**attempt, "segments": segments}, indent=2) + "\n", encoding="utf-8")
     started = time.perf_counter()
-    with open(out / "log.txt", "w", encoding="utf-8") as log:
+    with open(out / "log.txt", "a" if len(segments) > 1 else "w", encoding="utf-8") as log:
         completed = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - started
+    segments[-1]["wall_time_s"] = round(time.perf_counter() - started, 2)
+    wall = sum(segment["wall_time_s"] for segment in segments)
     result: dict[str, Any] = {
         "dataset": args.dataset,
         "variant": variant,
@@ -714,6 +793,9 @@ def run_neural(
         "machine": _machine(),
         "returncode": completed.returncode,
     }
+    if len(segments) > 1:
+        # wall_time_s: every segment up to the checkpoint the next one resumed from, plus the last segment in full.
+        result["segments"] = segments
     if completed.returncode != 0:
         result["status"] = "failed"
         result["log_tail"] = _tail(out / "log.txt")
@@ -725,6 +807,11 @@ def run_neural(
         result["dev"] = _best_dev_metrics(out)
         result["dev_curve"] = _dev_curve(out)
         result["train"] = {k: raw[k] for k in raw if not k.startswith(("test_", "eval_"))}
+        if len(segments) > 1:
+            # The Trainer's rate divides every epoch's documents by the last segment's time only, and its train_loss
+            # averages the last segment's losses over all steps.
+            for key in ("train_samples_per_second", "train_loss"):
+                result["train"].pop(key, None)
         config_file = out / "config.json"
         if config_file.is_file():
             config = json.loads(config_file.read_text(encoding="utf-8"))
