@@ -695,7 +695,10 @@ def _resumable_segments(out: Path, attempt: dict) -> list[dict] | None:
     attempt_file = out / ATTEMPT_FILE
     if (out / "result.json").is_file() or not attempt_file.is_file():
         return None
-    previous = json.loads(attempt_file.read_text(encoding="utf-8"))
+    try:
+        previous = json.loads(attempt_file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:  # killed while writing it: nothing has trained yet
+        return None
     same = same_training(previous.get("command") or [], attempt["command"]) and all(
         previous.get(key) == value for key, value in attempt.items() if key != "command"
     )
