@@ -777,10 +777,9 @@ def run_neural(
         logger.info("%s seed %d%s: training (log: %s)", variant, seed, swept, out / "log.txt")
     segments.append({"started": time.time(), "checkpoint": None})
     (out / ATTEMPT_FILE).write_text(json.dumps({**attempt, "segments": segments}, indent=2) + "\n", encoding="utf-8")
-    started = time.perf_counter()
     with open(out / "log.txt", "a" if len(segments) > 1 else "w", encoding="utf-8") as log:
         completed = subprocess.run(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    segments[-1]["wall_time_s"] = round(time.perf_counter() - started, 2)
+    segments[-1]["wall_time_s"] = round(time.time() - segments[-1]["started"], 2)
     wall = sum(segment["wall_time_s"] for segment in segments)
     result: dict[str, Any] = {
         "dataset": args.dataset,
