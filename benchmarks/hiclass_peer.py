@@ -8,7 +8,8 @@ hiclass takes one label path per row, padded with `""` to the depth of the hiera
 and 3). hiclass 5 has no multi-label classifiers: the `MultiLabelLocalClassifierPerParentNode` of hiclass 4.x was
 dropped in 5.0, and hiclass 4.x requires scikit-learn < 1.5 and scipy < 1.13. So a document with several gold
 branches (aapd) becomes one training row per branch, and the prediction is hiclass's top path plus every label whose
-`predict_proba` score (all levels, "multiply" combiner) is above a threshold chosen on dev.
+`predict_proba` score (all levels, "multiply" combiner) is above a threshold chosen on dev, or the top path alone
+when dev prefers it.
 
 Everything that is chosen (`C`, the threshold) is chosen on dev Micro-F1; test is scored once.
 """
@@ -23,10 +24,23 @@ import numpy as np
 from hisr_hf import LabelHierarchy
 from hisr_hf.metrics import hierarchical_f1
 
-THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+# Multi-path data: the score a label beyond hiclass's top path needs to be added; None: the top path alone (where
+# every extra label costs more precision than it brings recall, as on tibkat's dev set).
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, None)
 LABEL = "hiclass LCPPN (TF-IDF + LogReg)"
 FEATURES = "TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=100000)"
 CLASSIFIER = "LocalClassifierPerParentNode(local_classifier=LogisticRegression(C, max_iter=1000))"
+
+
+def decoding(multi_path: bool) -> str:
+    """How predictions are made, as recorded in (and compared by `quality.py --skip_existing` against) a record."""
+    if not multi_path:
+        return "hiclass predict(): one path per document (padding '' dropped), closed under ancestors"
+    return (
+        "one training row per gold branch (path padded with ''); prediction = hiclass's top path plus every label "
+        "whose score (the local probabilities multiplied down its path) exceeds a dev-tuned threshold (None: the top "
+        "path alone), closed under ancestors"
+    )
 
 
 def leaf_paths(labels: set[str], hierarchy: LabelHierarchy) -> list[list[str]]:
@@ -55,19 +69,34 @@ def _label_sets(predictions: np.ndarray) -> list[set[str]]:
 
 
 def _scores(classifier, features, hierarchy: LabelHierarchy) -> np.ndarray:
-    """`(N, L)` label scores in our label order from hiclass's per-level `predict_proba` (multiply combiner: the
-    local probabilities multiplied down the path, normalised per level)."""
-    classifier.return_all_probabilities = True
-    try:
-        levels = classifier.predict_proba(features)
-    finally:
-        classifier.return_all_probabilities = False
-    scores = np.zeros((features.shape[0], hierarchy.num_labels))
+    """`(N, L)` label scores in our label order: every parent's local probabilities multiplied down the path
+    (`P(label) = P(label | parent) · P(parent)`), from hiclass's fitted local classifiers.
+
+    Not hiclass's own `predict_proba`: in hiclass 5.0.8 it runs each parent's classifier on the rows of *every*
+    label predicted at the level above, and the last parent visited (in set order, which Python's string hashing
+    changes from process to process) decides which labels feed the next level; at depth 3 and more its scores, and
+    a threshold chosen on them, change from run to run (tibkat DDC dev Micro-F1 0.41 in one process, 0.47 in
+    another, for the same C and threshold). Two-level data (aapd) was not affected.
+    """
+    graph, separator = classifier.hierarchy_, classifier.separator_
     label2id = hierarchy.label2id
-    for probabilities, classes in zip(levels, classifier.classes_):
-        for column, name in enumerate(classes):
-            if str(name) in label2id:  # "" is hiclass's padding class
-                scores[:, label2id[str(name)]] = probabilities[:, column]
+    scores = np.zeros((features.shape[0], hierarchy.num_labels))
+    reached = {classifier.root_: np.ones(features.shape[0])}
+    frontier = [classifier.root_]
+    while frontier:
+        node = frontier.pop()
+        local = graph.nodes[node].get("classifier")
+        if local is None or not any(True for _ in graph.successors(node)):
+            continue
+        probabilities = np.asarray(local.predict_proba(features), dtype=float).reshape(features.shape[0], -1)
+        for column, child in enumerate(local.classes_):
+            score = reached[node] * probabilities[:, column]
+            name = str(child).split(separator)[-1]
+            if name in label2id:  # "" is hiclass's padding class
+                scores[:, label2id[name]] = score
+            if str(child) in graph:
+                reached[str(child)] = score
+                frontier.append(str(child))
     return scores
 
 
@@ -155,13 +184,7 @@ def fit_and_test(
             "training_rows": len(rows_x),
             "training_documents": len(train[0]),
             "multi_path": multi_path,
-            "decoding": (
-                "one training row per gold branch (path padded with ''); prediction = hiclass's top path plus every "
-                "label whose predict_proba score (multiply combiner, all levels) exceeds a dev-tuned threshold, "
-                "closed under ancestors"
-                if multi_path
-                else "hiclass predict(): one path per document (padding '' dropped), closed under ancestors"
-            ),
+            "decoding": decoding(multi_path),
             "c_grid": list(c_grid),
             "threshold_grid": list(THRESHOLDS) if multi_path else None,
             "chosen_on_dev": {"C": c, "threshold": threshold},

@@ -844,7 +844,13 @@ def run_hiclass(args: QualityArguments, data: BenchmarkData) -> dict:
     out = Path(args.output_dir) / args.dataset / args.tagged(HICLASS, "-") / "seed0"
     previous = _previous_result(args, out) if args.skip_existing else None
     if previous is not None:
-        same_grid = previous.get("setup", {}).get("c_grid") == list(args.hiclass_c)
+        setup = previous.get("setup", {})
+        # Multi-path records also name their threshold grid (None for single-path data, which has no threshold).
+        same_grid = (
+            setup.get("c_grid") == list(args.hiclass_c)
+            and setup.get("threshold_grid") in (None, list(hiclass_peer.THRESHOLDS))
+            and setup.get("decoding") == hiclass_peer.decoding(bool(setup.get("multi_path")))
+        )
         if previous.get("status") == "ok" and previous.get("data") == data.manifest and same_grid:
             logger.info("hiclass: reusing the result of %s", out)
             return previous
