@@ -8,7 +8,7 @@ hiclass takes one label path per row, padded with `""` to the depth of the hiera
 and 3). hiclass 5 has no multi-label classifiers: the `MultiLabelLocalClassifierPerParentNode` of hiclass 4.x was
 dropped in 5.0, and hiclass 4.x requires scikit-learn < 1.5 and scipy < 1.13. So a document with several gold
 branches (aapd) becomes one training row per branch, and the prediction is hiclass's top path plus every label whose
-`predict_proba` score (all levels, "multiply" combiner) is above a threshold chosen on dev, or the top path alone
+score (the local probabilities multiplied down its path) is above a threshold chosen on dev, or the top path alone
 when dev prefers it.
 
 Everything that is chosen (`C`, the threshold) is chosen on dev Micro-F1; test is scored once.
@@ -86,7 +86,7 @@ def _scores(classifier, features, hierarchy: LabelHierarchy) -> np.ndarray:
     while frontier:
         node = frontier.pop()
         local = graph.nodes[node].get("classifier")
-        if local is None or not any(True for _ in graph.successors(node)):
+        if local is None:  # a leaf: hiclass fits classifiers at parent nodes only
             continue
         probabilities = np.asarray(local.predict_proba(features), dtype=float).reshape(features.shape[0], -1)
         for column, child in enumerate(local.classes_):
@@ -100,12 +100,19 @@ def _scores(classifier, features, hierarchy: LabelHierarchy) -> np.ndarray:
     return scores
 
 
-def _decode(classifier, features, hierarchy: LabelHierarchy, threshold: float | None) -> np.ndarray:
-    """`(N, L)` bool, ancestor-closed: hiclass's top path, plus every label scored above `threshold` (if given)."""
-    sets = _label_sets(classifier.predict(features))
+def _predict(classifier, features, hierarchy: LabelHierarchy, multi_path: bool):
+    """hiclass's top path of every document as a label set, and the `(N, L)` label scores when the decoding needs
+    them (multi-path data; None otherwise): computed once, then decoded at every threshold."""
+    top = _label_sets(classifier.predict(features))
+    return top, _scores(classifier, features, hierarchy) if multi_path else None
+
+
+def _decode(top: list[set[str]], scores: np.ndarray | None, hierarchy: LabelHierarchy, threshold: float | None):
+    """`(N, L)` bool, ancestor-closed: the top path, plus every label scored above `threshold` (if given)."""
+    sets = [set(labels) for labels in top]
     if threshold is not None:
         labels = hierarchy.labels
-        for row, extra in enumerate(_scores(classifier, features, hierarchy) > threshold):
+        for row, extra in enumerate(scores > threshold):
             sets[row] |= {labels[i] for i in np.flatnonzero(extra)}
     return hierarchy.encode([hierarchy.close(s) for s in sets]).astype(bool)
 
@@ -157,8 +164,9 @@ def fit_and_test(
             classifier.fit(x_train, rows_y)
         convergence_warnings += sum(issubclass(w.category, ConvergenceWarning) for w in recorded)
         fit_time = time.perf_counter() - fit_started
+        top, scores = _predict(classifier, x_dev, hierarchy, multi_path)
         for threshold in THRESHOLDS if multi_path else (None,):
-            metrics = hierarchical_f1(_decode(classifier, x_dev, hierarchy, threshold), gold_dev, hierarchy)
+            metrics = hierarchical_f1(_decode(top, scores, hierarchy, threshold), gold_dev, hierarchy)
             grid.append(
                 {
                     "C": c,
@@ -172,7 +180,7 @@ def fit_and_test(
                 best = (metrics, c, threshold, classifier)
     dev_metrics, c, threshold, classifier = best
     predict_started = time.perf_counter()
-    predicted = _decode(classifier, x_test, hierarchy, threshold)
+    predicted = _decode(*_predict(classifier, x_test, hierarchy, threshold is not None), hierarchy, threshold)
     predict_time = time.perf_counter() - predict_started
     record = {
         "label": LABEL,
