@@ -418,33 +418,48 @@ def _stratified_subset(keys: list[str], n: int, seed: int) -> list[int]:
     return chosen
 
 
-def prepare_data(args: QualityArguments, budget: Budget, write: bool = True) -> BenchmarkData:
-    """Read the dataset, draw the seeded subsets of the budget and write them where every run reads them."""
-    folder, taxonomy_name, forced_label_column = SOURCES.get(args.dataset, (args.dataset, None, None))
-    source = Path(args.data_dir) / folder
+def dataset_source(dataset: str, data_dir: str | Path) -> tuple[Path, Path, str | None]:
+    """The folder of `dataset`, its taxonomy file and the label column it forces (None: resolved from the file)."""
+    folder, taxonomy_name, forced_label_column = SOURCES.get(dataset, (dataset, None, None))
+    source = Path(data_dir) / folder
     if not source.is_dir():
         raise SystemExit(f"{source} does not exist: pass --data_dir (the folder holding {folder}/).")
     taxonomies = [source / taxonomy_name] if taxonomy_name else sorted(source.glob("*.taxonomy"))
     if len(taxonomies) != 1:
         raise SystemExit(f"Expected one *.taxonomy file in {source}, found {[t.name for t in taxonomies]}.")
-    hierarchy = LabelHierarchy.from_taxonomy_file(taxonomies[0])
+    return source, taxonomies[0], forced_label_column
+
+
+def read_split(
+    path: Path, taxonomy: Path, hierarchy: LabelHierarchy, label_column: str | None
+) -> tuple[list[dict], str, str, list[set[str]]]:
+    """The rows of one JSON-lines split, its text and label columns, and every row's ancestor-closed gold set; a
+    label outside the taxonomy stops with its file and line."""
+    rows = _read_jsonl(path)
+    text_column, label_column = resolve_columns(list(rows[0]), label_column=label_column)
+    gold = []
+    for row_number, row in enumerate(rows, start=1):
+        known, unknown = normalise_labels(row[label_column], hierarchy)
+        if unknown:
+            raise SystemExit(f"{path}:{row_number}: labels {unknown} are not in {taxonomy.name}.")
+        gold.append(hierarchy.close(known))
+    return rows, text_column, label_column, gold
+
+
+def prepare_data(args: QualityArguments, budget: Budget, write: bool = True) -> BenchmarkData:
+    """Read the dataset, draw the seeded subsets of the budget and write them where every run reads them."""
+    source, taxonomy, forced_label_column = dataset_source(args.dataset, args.data_dir)
+    hierarchy = LabelHierarchy.from_taxonomy_file(taxonomy)
     out = Path(args.output_dir) / args.dataset / "data"
     wanted = {"train": budget.train_samples, "validation": budget.dev_samples, "test": budget.test_samples}
     files = {"train": "train.jsonl", "validation": "dev.jsonl", "test": "test.jsonl"}
-    splits, manifest = {}, {"source": str(source.resolve()), "taxonomy": str(taxonomies[0].resolve()), "splits": {}}
+    splits, manifest = {}, {"source": str(source.resolve()), "taxonomy": str(taxonomy.resolve()), "splits": {}}
     text_column = label_column = None
     for split, filename in files.items():
-        rows = _read_jsonl(source / filename)
-        if text_column is None:
-            text_column, label_column = resolve_columns(list(rows[0]), label_column=forced_label_column)
-        gold = []
-        for row_number, row in enumerate(rows, start=1):
-            known, unknown = normalise_labels(row[label_column], hierarchy)
-            if unknown:
-                raise SystemExit(
-                    f"{source / filename}:{row_number}: labels {unknown} are not in {taxonomies[0].name}."
-                )
-            gold.append(hierarchy.close(known))
+        rows, split_text_column, split_label_column, gold = read_split(
+            source / filename, taxonomy, hierarchy, label_column or forced_label_column
+        )
+        text_column, label_column = text_column or split_text_column, label_column or split_label_column
         limit = wanted[split]
         if limit is None or limit >= len(rows):
             path, chosen, how = source / filename, list(range(len(rows))), "whole split"
@@ -464,7 +479,7 @@ def prepare_data(args: QualityArguments, budget: Budget, write: bool = True) -> 
     if write:
         out.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    return BenchmarkData(args.dataset, taxonomies[0], hierarchy, text_column, label_column, splits, manifest)
+    return BenchmarkData(args.dataset, taxonomy, hierarchy, text_column, label_column, splits, manifest)
 
 
 # ============================================================================================ neural runs
